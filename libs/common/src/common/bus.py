@@ -1,0 +1,197 @@
+"""The RabbitMQ topology, declared once, and the two ways messages enter it.
+
+Exchanges:
+- `chat_sync.events` (topic): facts, routing key = the event's `type`.
+- `chat_sync.commands` (topic): requests from the gateway to the sync-worker.
+- `chat_sync.retry` (headers): a failed delivery is republished here with its target queue as
+  routing key and a `retry-tier` header; the tier queue holds it for its TTL and then
+  dead-letters it through the default exchange, i.e. straight back into the target queue.
+- `chat_sync.dead` (direct): a delivery that failed every tier (or could not be decoded) is
+  parked in `<queue>.dead`, with the error in its headers, until someone requeues it.
+
+Every consumer queue is durable and dead-letters into its parked queue, so a rejected message
+is kept, not dropped. Every publish is persistent and waits for the broker's confirm.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import structlog
+from faststream import BaseMiddleware
+from faststream.message import StreamMessage
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from pydantic import ValidationError
+
+from common.events import Command, Event
+from common.metrics import MESSAGES_DEAD, MESSAGES_RETRIED
+
+log = structlog.get_logger(__name__)
+
+EVENTS: Final = RabbitExchange("chat_sync.events", type=ExchangeType.TOPIC, durable=True)
+COMMANDS: Final = RabbitExchange("chat_sync.commands", type=ExchangeType.TOPIC, durable=True)
+RETRY: Final = RabbitExchange("chat_sync.retry", type=ExchangeType.HEADERS, durable=True)
+DEAD: Final = RabbitExchange("chat_sync.dead", type=ExchangeType.DIRECT, durable=True)
+
+# Growing delays before a failed delivery is tried again; after the last one it is parked.
+RETRY_DELAYS_SECONDS: Final = (1, 10, 60)
+ATTEMPT_HEADER: Final = "x-chat-sync-attempt"
+ERROR_HEADER: Final = "x-chat-sync-error"
+QUEUE_HEADER: Final = "x-chat-sync-queue"
+_TIER_HEADER: Final = "retry-tier"  # headers exchanges ignore keys starting with "x-"
+
+_consumer_queues: dict[str, RabbitQueue] = {}
+
+
+def retry_queue_name(delay_seconds: int) -> str:
+    return f"chat_sync.retry.{delay_seconds}s"
+
+
+def dead_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dead"
+
+
+def consumer_queue(service: str, routing_key: str) -> RabbitQueue:
+    """The durable queue `<service>.<routing key>`, parked into `<queue>.dead` on rejection."""
+    name = f"{service}.{routing_key}"
+    queue = RabbitQueue(
+        name,
+        durable=True,
+        routing_key=routing_key,
+        arguments={
+            "x-dead-letter-exchange": DEAD.name,
+            "x-dead-letter-routing-key": name,
+        },
+    )
+    _consumer_queues[name] = queue
+    return queue
+
+
+def registered_consumer_queues() -> list[str]:
+    return sorted(_consumer_queues)
+
+
+async def declare_topology(broker: RabbitBroker, queue_names: list[str] | None = None) -> None:
+    """Declare exchanges, retry tiers and the parked queue of every consumer queue.
+
+    Idempotent; the broker must be connected. Consumer queues themselves are declared and
+    bound by their subscribers, but their parked queues must exist first, or a rejected
+    message would be routed nowhere.
+    """
+    for exchange in (EVENTS, COMMANDS, RETRY, DEAD):
+        await broker.declare_exchange(exchange)
+    retry_exchange = await broker.declare_exchange(RETRY)
+    for delay in RETRY_DELAYS_SECONDS:
+        tier = await broker.declare_queue(
+            RabbitQueue(
+                retry_queue_name(delay),
+                durable=True,
+                arguments={"x-message-ttl": delay * 1000, "x-dead-letter-exchange": ""},
+            )
+        )
+        await tier.bind(
+            retry_exchange, arguments={"x-match": "all", _TIER_HEADER: retry_queue_name(delay)}
+        )
+    dead_exchange = await broker.declare_exchange(DEAD)
+    for name in queue_names if queue_names is not None else registered_consumer_queues():
+        parked = await broker.declare_queue(RabbitQueue(dead_queue_name(name), durable=True))
+        await parked.bind(dead_exchange, routing_key=name)
+
+
+def make_broker(url: str, *, publish_timeout: float, log_level: int | None = None) -> RabbitBroker:
+    """A broker whose consumers retry through the tiers and whose publishes are confirmed."""
+    import logging
+
+    return RabbitBroker(
+        url,
+        middlewares=[RetryMiddleware],
+        # Per-message logging costs a third of the throughput; errors are logged by us.
+        log_level=log_level if log_level is not None else logging.DEBUG,
+        timeout=publish_timeout,
+        graceful_timeout=15.0,
+    )
+
+
+async def publish_event(broker: RabbitBroker, event: Event, *, timeout: float = 5.0) -> None:
+    """Publish a fact and wait until RabbitMQ has it on disk (persistent + confirmed)."""
+    await _publish(broker, event, EVENTS, timeout)
+
+
+async def publish_command(broker: RabbitBroker, command: Command, *, timeout: float = 5.0) -> None:
+    await _publish(broker, command, COMMANDS, timeout)
+
+
+def encode(message: Event) -> bytes:
+    return message.model_dump_json().encode()
+
+
+async def _publish(
+    broker: RabbitBroker, message: Event, exchange: RabbitExchange, timeout: float
+) -> None:
+    routing_key = str(getattr(message, "type"))  # noqa: B009 - every catalogue model has one
+    await broker.publish(
+        encode(message),
+        exchange=exchange,
+        routing_key=routing_key,
+        persist=True,
+        message_id=str(message.event_id),
+        content_type="application/json",
+        message_type=routing_key,
+        timeout=timeout,
+    )
+
+
+class RetryMiddleware(BaseMiddleware):
+    """Turn a failed delivery into a delayed retry, and the last failure into a parked message.
+
+    The copy is published (and confirmed) before the original is acknowledged, so a crash in
+    between can only repeat a delivery, which every consumer tolerates.
+    """
+
+    async def consume_scope(
+        self, call_next: Callable[[Any], Awaitable[Any]], msg: StreamMessage[Any]
+    ) -> Any:
+        try:
+            return await call_next(msg)
+        except Exception as error:
+            await self._reroute(msg, error)
+            return None
+
+    async def _reroute(self, msg: StreamMessage[Any], error: Exception) -> None:
+        handler = self.context.get_local("handler_")
+        broker: RabbitBroker = self.context.get("broker")
+        queue_name: str = handler.queue.name
+        headers = dict(msg.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 0))
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        headers.update(
+            {ATTEMPT_HEADER: attempt + 1, ERROR_HEADER: reason, QUEUE_HEADER: queue_name}
+        )
+        # A body that does not validate will not validate next time either: park it at once.
+        poison = isinstance(error, ValidationError)
+        if attempt < len(RETRY_DELAYS_SECONDS) and not poison:
+            tier = retry_queue_name(RETRY_DELAYS_SECONDS[attempt])
+            headers[_TIER_HEADER] = tier
+            exchange, routing_key = RETRY, queue_name
+            MESSAGES_RETRIED.labels(queue=queue_name).inc()
+        else:
+            headers.pop(_TIER_HEADER, None)
+            exchange, routing_key = DEAD, queue_name
+            MESSAGES_DEAD.labels(queue=queue_name).inc()
+        log.warning(
+            "delivery failed",
+            queue=queue_name,
+            message_id=msg.message_id,
+            attempt=attempt + 1,
+            parked=exchange is DEAD,
+            error=reason,
+        )
+        await broker.publish(
+            msg.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            headers=headers,
+            persist=True,
+            message_id=msg.message_id,
+            content_type=msg.content_type,
+            timestamp=None,
+        )
