@@ -1,0 +1,440 @@
+"""The PostgreSQL side of the live path: owners, connections, customers, deals, message keys.
+
+Runs inside the caller's transaction. Whether a message is new is decided by inserting its key
+(`ON CONFLICT DO NOTHING`) while the deal's row is locked, and only a new key moves the
+counters, so a redelivered event changes nothing. Every rule gives the same final state in
+any arrival order:
+
+- `total_messages` counts stored, not deleted keys; a delete lowers it once (`NOT deleted`).
+- `unread_count` counts incoming live keys above the read horizon; the horizon is the newest
+  outgoing message stored (deleted or not), as a Telegram client moves it.
+- the preview is the newest stored, not deleted message with its newest edit.
+- a delete seen first leaves a `tombstone` key, already deleted, that the late message fills in.
+"""
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.events import (
+    ConnectionUpdated,
+    DealUpdated,
+    MessageEdited,
+    MessagePreview,
+    MessageReceived,
+    MessagesDeleted,
+    TelegramChat,
+    TelegramMessage,
+    utcnow,
+)
+from common.ids import (
+    customer_id_for_telegram,
+    deal_id_for_telegram,
+    telegram_deal_external_id,
+    telegram_message_key,
+)
+from common.messages import direction_of, preview_text
+from common.models import BusinessConnection, Customer, Deal, MessageKey, TelegramUser
+
+ChatEvent = MessageReceived | MessageEdited | MessagesDeleted
+LiveEvent = ConnectionUpdated | ChatEvent
+# Reads the preview of a stored message (from DynamoDB) when the newest one was deleted.
+PreviewLoader = Callable[[uuid.UUID, str], Awaitable[MessagePreview | None]]
+
+
+@dataclass
+class _Touched:
+    deal: Deal
+    before: tuple[Any, ...]
+    refresh_preview: bool = False
+    horizon_moves: list[tuple[str, str]] = field(default_factory=list)
+
+
+def deal_id_of(event: ChatEvent) -> uuid.UUID:
+    return deal_id_for_telegram(event.business_connection_id, event.chat_id)
+
+
+def preview_of(message: TelegramMessage, owner_user_id: str) -> MessagePreview:
+    media = {"kind": message.media.kind} if message.media else None
+    text = preview_text({"text": message.text, "caption": message.caption, "media": media})
+    return MessagePreview(
+        text=text, direction=direction_of(message, owner_user_id), date=message.date
+    )
+
+
+async def apply(
+    session: AsyncSession, events: Sequence[LiveEvent], load_preview: PreviewLoader
+) -> list[Deal]:
+    """Apply a batch of events; returns the deals they touched, changed or not."""
+    chat_events = [event for event in events if not isinstance(event, ConnectionUpdated)]
+    # Rows are locked in one order (owners, connections, customers, deals, each sorted),
+    # so concurrent batches wait for each other instead of deadlocking.
+    await _save_owners(session, events)
+    await _save_connections(session, events)
+    await _save_customers(session, chat_events)
+    touched = await _lock_deals(session, chat_events)
+    for event in chat_events:
+        state = touched[deal_id_of(event)]
+        if isinstance(event, MessagesDeleted):
+            for message_id in event.message_ids:
+                await _delete(session, state, message_id)
+        else:
+            await _store(session, state, event)
+    for state in touched.values():
+        if state.refresh_preview:
+            await _refresh_preview(session, state.deal, load_preview)
+        if _snapshot(state.deal) != state.before:
+            state.deal.version += 1
+    return [state.deal for state in touched.values()]
+
+
+def deal_updated(deal: Deal) -> DealUpdated:
+    return DealUpdated(
+        deal_id=deal.id,
+        owner_user_id=str(deal.owner_user_id) if deal.owner_user_id is not None else None,
+        business_connection_id=deal.business_connection_id,
+        chat_id=str(deal.chat_id) if deal.chat_id is not None else None,
+        version=deal.version,
+        unread_count=deal.unread_count,
+        total_messages=deal.total_messages,
+        last_message_id=deal.last_message_id,
+        last_message_at=deal.last_message_at,
+        last_message=MessagePreview.model_validate(deal.last_message)
+        if deal.last_message
+        else None,
+    )
+
+
+# --- owners, connections, customers, deals ----------------------------------------------
+
+
+async def _save_owners(session: AsyncSession, events: Sequence[LiveEvent]) -> None:
+    named: dict[int, dict[str, Any]] = {}
+    known: set[int] = set()
+    for event in events:
+        owner = int(event.owner_user_id)
+        known.add(owner)
+        if isinstance(event, ConnectionUpdated):
+            user = event.connection.user
+            named[int(user.id)] = {
+                "first_name": user.first_name,
+                "last_name": user.last_name,
+                "username": user.username,
+            }
+            known.add(int(user.id))
+    for owner in sorted(known):
+        statement = insert(TelegramUser).values(id=owner, **named.get(owner, {}))
+        if owner in named:
+            statement = statement.on_conflict_do_update(
+                index_elements=[TelegramUser.id], set_=named[owner]
+            )
+        else:
+            statement = statement.on_conflict_do_nothing()
+        await session.execute(statement)
+
+
+async def _save_connections(session: AsyncSession, events: Sequence[LiveEvent]) -> None:
+    updates = sorted(
+        (event for event in events if isinstance(event, ConnectionUpdated)),
+        key=lambda event: (event.connection.id, event.connection.date),
+    )
+    pending = {
+        event.business_connection_id: int(event.owner_user_id)
+        for event in events
+        if not isinstance(event, ConnectionUpdated)
+    }
+    for connection_id in sorted(set(pending) - {event.connection.id for event in updates}):
+        await session.execute(
+            insert(BusinessConnection)
+            .values(id=connection_id, owner_user_id=pending[connection_id], status="pending")
+            .on_conflict_do_nothing()
+        )
+    for event in updates:
+        await _apply_connection(session, event)
+
+
+async def _apply_connection(session: AsyncSession, event: ConnectionUpdated) -> None:
+    """Newest `date` wins (at equal dates the later arrival); `connected_at` is the earliest."""
+    connection = event.connection
+    statement = insert(BusinessConnection).values(
+        id=connection.id,
+        owner_user_id=int(connection.user.id),
+        user_chat_id=int(connection.user_chat_id),
+        is_enabled=connection.is_enabled,
+        rights=dict(connection.rights),
+        status="active" if connection.is_enabled else "disabled",
+        source_date=connection.date,
+        connected_at=connection.date if connection.is_enabled else None,
+        disabled_at=None if connection.is_enabled else connection.date,
+    )
+    table, new = BusinessConnection, statement.excluded
+    newer = or_(table.source_date.is_(None), table.source_date <= new.source_date)
+    fields = ("owner_user_id", "user_chat_id", "is_enabled", "rights", "status", "disabled_at")
+    changes: dict[str, Any] = {
+        name: case((newer, getattr(new, name)), else_=getattr(table, name)) for name in fields
+    }
+    changes["source_date"] = func.greatest(table.source_date, new.source_date)
+    changes["connected_at"] = func.least(table.connected_at, new.connected_at)
+    changes["updated_at"] = func.now()
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[BusinessConnection.id], set_=changes)
+    )
+
+
+async def _save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> None:
+    """Customer names come from the newest dated update; a delete only creates the row."""
+    newest: dict[str, tuple[TelegramChat, datetime | None]] = {}
+    for event in events:
+        chat, date = _chat_and_date(event)
+        current = newest.get(chat.id)
+        if current is None or (date is not None and (current[1] is None or date >= current[1])):
+            newest[chat.id] = (chat, date)
+    for chat_id in sorted(newest, key=lambda value: str(customer_id_for_telegram(value))):
+        chat, date = newest[chat_id]
+        names = {
+            "name": _full_name(chat),
+            "first_name": chat.first_name,
+            "last_name": chat.last_name,
+            "username": chat.username,
+            "source_date": date,
+        }
+        statement = insert(Customer).values(
+            id=customer_id_for_telegram(chat_id), source="telegram", external_id=chat_id, **names
+        )
+        if date is None:
+            await session.execute(statement.on_conflict_do_nothing())
+            continue
+        newer = or_(Customer.source_date.is_(None), Customer.source_date <= date)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[Customer.id],
+                set_={**names, "updated_at": func.now()},
+                where=newer,
+            )
+        )
+
+
+def _chat_and_date(event: ChatEvent) -> tuple[TelegramChat, datetime | None]:
+    if isinstance(event, MessagesDeleted):
+        return event.chat, None
+    return event.message.chat, event.message.edit_date or event.message.date
+
+
+def _full_name(chat: TelegramChat) -> str:
+    parts = [part for part in (chat.first_name, chat.last_name) if part]
+    return " ".join(parts) or chat.title or chat.username or str(chat.id)
+
+
+async def _lock_deals(
+    session: AsyncSession, events: Sequence[ChatEvent]
+) -> dict[uuid.UUID, _Touched]:
+    firsts: dict[uuid.UUID, ChatEvent] = {}
+    for event in events:
+        firsts.setdefault(deal_id_of(event), event)
+    for deal_id in sorted(firsts):
+        event = firsts[deal_id]
+        await session.execute(
+            insert(Deal)
+            .values(
+                id=deal_id,
+                source="telegram",
+                external_id=telegram_deal_external_id(event.business_connection_id, event.chat_id),
+                business_connection_id=event.business_connection_id,
+                chat_id=int(event.chat_id),
+                owner_user_id=int(event.owner_user_id),
+                customer_id=customer_id_for_telegram(event.chat_id),
+            )
+            .on_conflict_do_nothing()
+        )
+    deals = await session.scalars(
+        select(Deal).where(Deal.id.in_(sorted(firsts))).order_by(Deal.id).with_for_update()
+    )
+    return {deal.id: _Touched(deal, _snapshot(deal)) for deal in deals}
+
+
+def _snapshot(deal: Deal) -> tuple[Any, ...]:
+    return (
+        deal.total_messages,
+        deal.unread_count,
+        deal.read_horizon_key,
+        deal.last_message_key,
+        deal.last_message,
+        deal.synced_at,
+        deal.customer_id,
+    )
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+async def _store(
+    session: AsyncSession, state: _Touched, event: MessageReceived | MessageEdited
+) -> None:
+    """A message, or an edit of it (which stores the message when it came first)."""
+    deal, message = state.deal, event.message
+    sort_key = telegram_message_key(event.message_id)
+    direction = direction_of(message, event.owner_user_id)
+    if deal.synced_at is None:
+        deal.synced_at = utcnow()
+        deal.sync_status = "synced"
+    new = await session.scalar(
+        insert(MessageKey)
+        .values(
+            deal_id=deal.id,
+            message_id=event.message_id,
+            sort_key=sort_key,
+            direction=direction,
+            source="live",
+            state="present",
+            deleted=False,
+            sent_at=message.date,
+            edit_date=message.edit_date,
+        )
+        .on_conflict_do_nothing()
+        .returning(MessageKey.message_id)
+    )
+    if new is not None:
+        deal.total_messages += 1
+        if direction == "incoming" and _above(sort_key, deal.read_horizon_key):
+            deal.unread_count += 1
+        if _above(sort_key, deal.last_message_key):
+            _set_last(deal, event)
+        if direction == "outgoing":
+            await _move_horizon(session, deal, sort_key, event.message_id)
+        return
+    row = (
+        await session.execute(
+            select(MessageKey.state, MessageKey.deleted, MessageKey.edit_date).where(
+                MessageKey.deal_id == deal.id, MessageKey.message_id == event.message_id
+            )
+        )
+    ).one()
+    where = (MessageKey.deal_id == deal.id, MessageKey.message_id == event.message_id)
+    if row.state == "tombstone":
+        # Deleted before it arrived: stored now for the record, but it stays deleted.
+        await session.execute(
+            update(MessageKey)
+            .where(*where)
+            .values(
+                state="present",
+                direction=direction,
+                sent_at=message.date,
+                edit_date=message.edit_date,
+            )
+        )
+        if direction == "outgoing":
+            await _move_horizon(session, deal, sort_key, event.message_id)
+        return
+    if message.edit_date is not None and (
+        row.edit_date is None or message.edit_date > row.edit_date
+    ):
+        await session.execute(update(MessageKey).where(*where).values(edit_date=message.edit_date))
+        if not row.deleted and deal.last_message_key == sort_key:
+            _set_last(deal, event)
+
+
+async def _delete(session: AsyncSession, state: _Touched, message_id: str) -> None:
+    deal = state.deal
+    sort_key = telegram_message_key(message_id)
+    tombstone = await session.scalar(
+        insert(MessageKey)
+        .values(
+            deal_id=deal.id,
+            message_id=message_id,
+            sort_key=sort_key,
+            direction="incoming",  # unknown until the message comes; a tombstone counts nowhere
+            source="live",
+            state="tombstone",
+            deleted=True,
+        )
+        .on_conflict_do_nothing()
+        .returning(MessageKey.message_id)
+    )
+    if tombstone is not None:
+        return
+    row = (
+        await session.execute(
+            update(MessageKey)
+            .where(
+                MessageKey.deal_id == deal.id,
+                MessageKey.message_id == message_id,
+                MessageKey.deleted.is_(False),
+            )
+            .values(deleted=True)
+            .returning(MessageKey.direction, MessageKey.source)
+        )
+    ).one_or_none()
+    if row is None:
+        return
+    deal.total_messages -= 1
+    if (
+        row.direction == "incoming"
+        and row.source == "live"
+        and _above(sort_key, deal.read_horizon_key)
+    ):
+        deal.unread_count -= 1
+    if deal.last_message_key == sort_key:
+        state.refresh_preview = True
+
+
+def _set_last(deal: Deal, event: MessageReceived | MessageEdited) -> None:
+    deal.last_message_id = event.message_id
+    deal.last_message_key = telegram_message_key(event.message_id)
+    deal.last_message_at = event.message.date
+    deal.last_message = preview_of(event.message, event.owner_user_id).model_dump(mode="json")
+
+
+async def _move_horizon(session: AsyncSession, deal: Deal, sort_key: str, message_id: str) -> None:
+    """An outgoing message reads everything before it, as the owner's own client does."""
+    if not _above(sort_key, deal.read_horizon_key):
+        return
+    deal.read_horizon_key = sort_key
+    deal.read_up_to = message_id
+    deal.unread_count = await _count_unread(session, deal.id, sort_key)
+
+
+async def _count_unread(session: AsyncSession, deal_id: uuid.UUID, horizon: str | None) -> int:
+    statement = select(func.count()).where(
+        MessageKey.deal_id == deal_id,
+        MessageKey.direction == "incoming",
+        MessageKey.source == "live",
+        MessageKey.deleted.is_(False),
+    )
+    if horizon is not None:
+        statement = statement.where(MessageKey.sort_key > horizon)
+    return int(await session.scalar(statement) or 0)
+
+
+async def _refresh_preview(session: AsyncSession, deal: Deal, load: PreviewLoader) -> None:
+    """The newest message was deleted: the preview falls back to the newest one left."""
+    row = (
+        await session.execute(
+            select(MessageKey.message_id, MessageKey.sort_key, MessageKey.sent_at)
+            .where(
+                MessageKey.deal_id == deal.id,
+                MessageKey.state == "present",
+                MessageKey.deleted.is_(False),
+            )
+            .order_by(MessageKey.sort_key.desc())
+            .limit(1)
+        )
+    ).one_or_none()
+    preview = await load(deal.id, row.sort_key) if row is not None else None
+    if row is None or preview is None:
+        deal.last_message_id = deal.last_message_key = None
+        deal.last_message_at = deal.last_message = None
+        return
+    deal.last_message_id = row.message_id
+    deal.last_message_key = row.sort_key
+    deal.last_message_at = row.sent_at
+    deal.last_message = preview.model_dump(mode="json")
+
+
+def _above(sort_key: str, other: str | None) -> bool:
+    return other is None or sort_key > other
