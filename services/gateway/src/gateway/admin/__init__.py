@@ -1,0 +1,1 @@
+"""The admin UI (sqladmin) at `/admin/`: read-only views behind a login."""

@@ -1,0 +1,1 @@
+"""Deals: the list, one deal with its messages, read and reply commands."""

@@ -1,0 +1,1 @@
+"""Batch sync control: start a run (row + command in one transaction), read its status."""
