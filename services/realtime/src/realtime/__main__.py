@@ -1,0 +1,31 @@
+"""`realtime`: serve the WebSocket streams until SIGTERM, then close them with 1012."""
+
+import asyncio
+import logging
+import signal
+
+from common.logging import configure_logging
+from common.settings import Settings, get_settings
+from realtime.server import running
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running(settings):
+        await stop.wait()
+
+
+def main() -> None:
+    settings = get_settings()
+    settings.require_secrets("auth_jwt_secret")
+    configure_logging("realtime", settings.log_level)
+    # One line per connection from the library is noise at 10,000 connections.
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
