@@ -1,0 +1,83 @@
+"""`telegram-ingest [serve|set-webhook|delete-webhook|webhook-info|poll]` (serve by default)."""
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+import structlog
+import uvicorn
+
+from common.logging import configure_logging
+from common.settings import InsecureSettingsError, Settings, get_settings
+from telegram_ingest import telegram
+from telegram_ingest.app import build_app, open_ingest
+from telegram_ingest.polling import poll
+
+log = structlog.get_logger(__name__)
+
+COMMANDS = ("serve", "set-webhook", "delete-webhook", "webhook-info", "poll")
+
+
+def _serve(settings: Settings) -> None:
+    settings.require_secrets("telegram_bot_token", "telegram_webhook_secret")
+    config = uvicorn.Config(
+        build_app(settings),
+        host=settings.bind_host,
+        port=settings.telegram_ingest_port,
+        log_config=None,
+        lifespan="on",
+        # Uvicorn stops accepting on SIGTERM and lets requests in flight finish their confirm.
+        timeout_graceful_shutdown=15,
+    )
+    uvicorn.Server(config).run()
+
+
+async def _poll(settings: Settings) -> None:
+    settings.require_secrets("telegram_bot_token")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_ingest(settings) as ingest:
+        log.info("polling getUpdates")
+        offset = await poll(ingest, stop)
+    log.info("polling stopped", offset=offset)
+
+
+async def _admin(settings: Settings, command: str) -> None:
+    settings.require_secrets("telegram_bot_token")
+    bot = telegram.make_bot(settings)
+    try:
+        if command == "set-webhook":
+            settings.require_secrets("telegram_webhook_secret")
+            await telegram.set_webhook(bot, settings)
+        elif command == "delete-webhook":
+            await telegram.delete_webhook(bot)
+        else:
+            print(json.dumps(await telegram.webhook_info(bot), indent=2))
+    finally:
+        await bot.session.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="telegram-ingest", description=__doc__)
+    parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
+    command = parser.parse_args(argv).command
+    settings = get_settings()
+    configure_logging("telegram-ingest", settings.log_level)
+    try:
+        if command == "serve":
+            _serve(settings)
+        elif command == "poll":
+            asyncio.run(_poll(settings))
+        else:
+            asyncio.run(_admin(settings, command))
+    except InsecureSettingsError as error:
+        log.error(str(error))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The ASGI app: the webhook route, probes, and the resources made in `lifespan`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import structlog
+from aiogram import Bot
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+
+from common.health import Check, probe_routes
+from common.settings import Settings
+from telegram_ingest import telegram
+from telegram_ingest.ingest import Ingest, build_dispatcher
+from telegram_ingest.owners import Owners
+from telegram_ingest.publishing import Publisher, declare, make_publisher_broker
+from telegram_ingest.webhook import webhook_endpoint
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class State(TypedDict):
+    ingest: Ingest
+
+
+def ingest_of(request: Request) -> Ingest:
+    ingest: Ingest = request.state.ingest
+    return ingest
+
+
+def _checks(request: Request) -> dict[str, Check]:
+    return {"rabbitmq": ingest_of(request).publisher.ready}
+
+
+@asynccontextmanager
+async def open_ingest(settings: Settings, *, bot: Bot | None = None) -> AsyncIterator[Ingest]:
+    """Broker connected and topology declared, the Bot and the Dispatcher: one `Ingest`."""
+    broker = make_publisher_broker(
+        settings.rabbitmq_url.get_secret_value(), publish_timeout=settings.publish_confirm_timeout
+    )
+    bot = bot or telegram.make_bot(settings)
+    try:
+        await broker.connect()
+        await declare(broker)
+        yield Ingest(
+            bot=bot,
+            dispatcher=build_dispatcher(),
+            owners=Owners(bot),
+            publisher=Publisher(broker, timeout=settings.publish_confirm_timeout),
+        )
+    finally:
+        await broker.stop()
+        await bot.session.close()
+
+
+def build_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[State]:
+        async with open_ingest(settings) as ingest:
+            if settings.telegram_webhook_url:
+                try:
+                    await telegram.set_webhook(ingest.bot, settings)
+                except Exception as error:
+                    # Telegram keeps the previous registration; `telegram-ingest set-webhook`
+                    # retries by hand. Not a reason to refuse updates.
+                    log.error("setWebhook failed", error=f"{type(error).__name__}: {error}")
+            yield {"ingest": ingest}
+
+    endpoint = webhook_endpoint(ingest_of, settings.telegram_webhook_secret.get_secret_value())
+    routes: list[BaseRoute] = [
+        Route(WEBHOOK_PATH, endpoint, methods=_ALL_METHODS),
+        Route(WEBHOOK_PATH + "/", endpoint, methods=_ALL_METHODS),
+        *probe_routes(_checks),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,78 @@
+"""One update in, at most one event out: the path shared by the webhook and polling.
+
+`handle` returns only once the broker confirmed what it published, or raises `Unavailable`;
+an update aiogram cannot parse is parked as `telegram.update.unparsed`, not refused.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from aiogram import Bot, Dispatcher
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import Update
+from pydantic import ValidationError
+
+from telegram_ingest.handlers import business_router, park
+from telegram_ingest.metrics import UPDATES_IGNORED, UPDATES_RECEIVED
+from telegram_ingest.owners import Owners
+from telegram_ingest.publishing import Publisher
+
+Outcome = Literal["published", "parked", "ignored"]
+
+# The update types Telegram sends today; anything else is counted as "unknown" so a client
+# cannot blow up the label set.
+UPDATE_TYPES: Final = frozenset(name for name in Update.model_fields if name != "update_id")
+# The ones we map; `setWebhook` and `getUpdates` ask Telegram for exactly these.
+BUSINESS_UPDATES: Final = (
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+)
+
+# aiogram logs every update at INFO; at hundreds per second that is most of the CPU.
+logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+
+
+def update_type(raw: dict[str, Any]) -> str:
+    for key in raw:
+        if key in UPDATE_TYPES:
+            return key
+    return "unknown"
+
+
+def build_dispatcher() -> Dispatcher:
+    dispatcher = Dispatcher(disable_fsm=True)
+    dispatcher.include_router(business_router())
+    return dispatcher
+
+
+@dataclass(frozen=True)
+class Ingest:
+    bot: Bot
+    dispatcher: Dispatcher
+    owners: Owners
+    publisher: Publisher
+
+    async def handle(self, raw: dict[str, Any]) -> Outcome:
+        """`raw` is a JSON object with an integer `update_id` (the caller checked)."""
+        kind = update_type(raw)
+        UPDATES_RECEIVED.labels(type=kind).inc()
+        if kind not in BUSINESS_UPDATES:
+            UPDATES_IGNORED.labels(type=kind).inc()
+            return "ignored"
+        update_id = int(raw["update_id"])
+        try:
+            # Mounted on our bot, so the Dispatcher does not re-validate it.
+            update = Update.model_validate(raw, context={"bot": self.bot})
+        except (ValidationError, ValueError, TypeError) as error:
+            await park(self.publisher, update_id, str(error)[:4000], raw)
+            return "parked"
+        result = await self.dispatcher.feed_update(
+            self.bot, update, owners=self.owners, publisher=self.publisher, raw_update=raw
+        )
+        if result is UNHANDLED:
+            UPDATES_IGNORED.labels(type=kind).inc()
+            return "ignored"
+        return "parked" if result == "parked" else "published"

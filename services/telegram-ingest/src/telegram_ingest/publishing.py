@@ -1,0 +1,84 @@
+"""Publishing that a 200 can rest on: persistent, confirmed, bounded in time.
+
+Each caller awaits its own confirm; aio-pika pipelines them on one channel, so no request
+waits behind another's. Any failure (broker down, negative confirm, an unroutable message,
+no confirm in time) becomes `Unavailable`, which the webhook answers with 503.
+"""
+
+import asyncio
+import logging
+import time
+
+import structlog
+from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
+
+from common import bus
+from common.events import Event
+from telegram_ingest.metrics import CONFIRM_SECONDS, EVENTS_PUBLISHED, PUBLISHES_IN_FLIGHT
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "telegram-ingest"
+UNPARSED_ROUTING_KEY = "telegram.update.unparsed"
+
+
+class Unavailable(Exception):
+    """A dependency failed; Telegram should retry the update later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def unparsed_queue() -> RabbitQueue:
+    """Where unparseable updates are parked: `telegram-ingest.telegram.update.unparsed`."""
+    return bus.consumer_queue(SERVICE, UNPARSED_ROUTING_KEY)
+
+
+def make_publisher_broker(url: str, *, publish_timeout: float) -> RabbitBroker:
+    """A publish-only broker whose channel raises on unroutable messages.
+
+    `mandatory` is FastStream's default; `on_return_raises` turns a returned message (no
+    queue bound yet) into an error, because an event no queue holds is a lost update.
+    """
+    return RabbitBroker(
+        url,
+        default_channel=Channel(on_return_raises=True),
+        log_level=logging.DEBUG,
+        timeout=publish_timeout,
+        graceful_timeout=15.0,
+    )
+
+
+async def declare(broker: RabbitBroker) -> None:
+    """Declare the exchanges and the parked queue for unparseable updates, bound to EVENTS."""
+    queue = unparsed_queue()
+    await bus.declare_topology(broker, [queue.name])
+    declared = await broker.declare_queue(queue)
+    await declared.bind(await broker.declare_exchange(bus.EVENTS), routing_key=queue.routing_key)
+
+
+class Publisher:
+    def __init__(self, broker: RabbitBroker, *, timeout: float) -> None:
+        self.broker = broker
+        self.timeout = timeout
+
+    async def publish(self, event: Event) -> None:
+        routing_key = str(getattr(event, "type"))  # noqa: B009 - every catalogue event has one
+        started = time.perf_counter()
+        PUBLISHES_IN_FLIGHT.inc()
+        try:
+            # The outer bound also covers a channel that is waiting for a reconnect.
+            async with asyncio.timeout(self.timeout):
+                await bus.publish_event(self.broker, event, timeout=self.timeout)
+        except Exception as error:
+            log.warning("publish failed", type=routing_key, error=f"{type(error).__name__}")
+            raise Unavailable("broker") from error
+        finally:
+            PUBLISHES_IN_FLIGHT.dec()
+            CONFIRM_SECONDS.observe(time.perf_counter() - started)
+        EVENTS_PUBLISHED.labels(type=routing_key).inc()
+
+    async def ready(self) -> None:
+        if not await self.broker.ping(timeout=1.0):
+            raise ConnectionError("broker not connected")
