@@ -8,15 +8,15 @@ from websockets.exceptions import ConnectionClosed
 from common.auth import issue_token
 from common.testing import Infrastructure, settings_for
 from realtime.server import running
-from realtime.testing import Stack, message_received, receive, text_of, token_for
+from realtime.testing import Stack, close_code, message_received, receive, text_of, token_for
 
 
-async def _close_code(url: str, **kwargs: object) -> int | None:
-    async with connect(url, compression=None, **kwargs) as client:  # type: ignore[arg-type]
+async def _close_code(url: str) -> int | None:
+    """The close code, asserting that the server sent nothing before closing."""
+    async with connect(url, compression=None) as client:
         with pytest.raises(ConnectionClosed) as closed:
             await client.recv()
-    assert closed.value.rcvd is not None
-    return closed.value.rcvd.code
+    return closed.value.rcvd.code if closed.value.rcvd is not None else None
 
 
 @pytest.mark.parametrize(
@@ -92,10 +92,7 @@ async def test_graceful_shutdown_closes_with_1012(stack: Stack, user_id: str) ->
 
     await realtime.stop()
 
-    with pytest.raises(ConnectionClosed) as closed:
-        await client.recv()
-    assert closed.value.rcvd is not None
-    assert closed.value.rcvd.code == 1012
+    assert await close_code(client) == 1012
 
 
 async def test_probes_answer_with_and_without_slash(stack: Stack) -> None:

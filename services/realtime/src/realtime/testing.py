@@ -14,6 +14,7 @@ from typing import Any
 
 from faststream.rabbit import RabbitBroker
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from common import bus
 from common.auth import issue_token
@@ -108,3 +109,13 @@ async def receive_until(
 def text_of(frame: dict[str, Any]) -> str | None:
     message = frame.get("message")
     return message.get("text") if isinstance(message, dict) else None
+
+
+async def close_code(client: ClientConnection, timeout: float = 10) -> int | None:
+    """Read until the server closes; the code it closed with."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await client.recv()
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None
