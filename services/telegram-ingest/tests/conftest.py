@@ -3,7 +3,7 @@
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -13,14 +13,12 @@ from asgi_lifespan import LifespanManager
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ingest_fakes import SECRET, Events, FakeBotAPI
+from ingest_fakes import SECRET, Events, FakeBotAPI, StartApp
 
 from common import bus
 from common.settings import Settings
 from common.testing import Infrastructure, settings_for
 from telegram_ingest.app import build_app
-
-StartApp = Callable[[Settings], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture

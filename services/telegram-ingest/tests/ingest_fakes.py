@@ -6,18 +6,25 @@ Imported by the tests (conftest puts this folder on sys.path; the name is unique
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 from aiohttp import web
+
+from common.settings import Settings
 
 SAMPLES = Path(__file__).parent / "samples"  # a copy of ../shared/telegram-samples
 SECRET = "test-webhook-secret"
 CONNECTION_ID = "AbCdEfGh0123456789_-business-conn-1"
 OWNER_ID = "111111111"
 SAMPLE_NAMES = sorted(path.stem for path in SAMPLES.glob("*.json"))
+
+# The `start_app` fixture: run the app (lifespan included) with other settings.
+StartApp = Callable[[Settings], contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 def load_sample(name: str) -> dict[str, Any]:

@@ -1,0 +1,78 @@
+import asyncio
+import json
+from collections.abc import Callable
+
+from ingest_fakes import Events, FakeBotAPI, connection_result, load_sample
+
+from common.settings import Settings
+from telegram_ingest.app import open_ingest
+from telegram_ingest.polling import poll
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def _offsets(bot_api: FakeBotAPI) -> list[int]:
+    return [int(params.get("offset", 0)) for params in bot_api.called("getUpdates")]
+
+
+async def test_offset_advances_only_past_confirmed_updates(
+    app_settings: Settings, bot_api: FakeBotAPI, events: Events
+) -> None:
+    stranger = load_sample("business_message")
+    stranger["business_message"]["business_connection_id"] = "conn-2"
+    bot_api.updates = [
+        load_sample("business_connection"),  # 900000001
+        stranger,  # 900000002, its owner cannot be looked up yet
+        load_sample("edited_business_message"),  # 900000006
+    ]
+    stop = asyncio.Event()
+    async with open_ingest(app_settings) as ingest:
+        polling = asyncio.ensure_future(
+            poll(ingest, stop, long_poll_seconds=0, backoff_seconds=0.02)
+        )
+        await _until(lambda: _offsets(bot_api).count(900000002) >= 3)
+        stuck = await events.drain()
+
+        bot_api.connections["conn-2"] = connection_result("conn-2")
+        await _until(lambda: 900000007 in _offsets(bot_api))
+        stop.set()
+        final_offset = await polling
+
+    first_call, *_ = bot_api.calls
+    assert first_call[0] == "deleteWebhook"
+    assert [event["update_id"] for event in stuck] == [900000001]
+    assert [(e["type"], e["update_id"]) for e in await events.drain()] == [
+        ("telegram.message.received", 900000002),
+        ("telegram.message.edited", 900000006),
+    ]
+    assert final_offset == 900000007
+    assert sorted(set(_offsets(bot_api))) == [0, 900000002, 900000007]
+    assert json.loads(bot_api.called("getUpdates")[0]["allowed_updates"]) == [
+        "business_connection",
+        "business_message",
+        "edited_business_message",
+        "deleted_business_messages",
+    ]
+
+
+async def test_unparseable_update_is_parked_and_passed(
+    app_settings: Settings, bot_api: FakeBotAPI, events: Events
+) -> None:
+    broken = load_sample("business_connection")
+    broken["business_connection"]["is_enabled"] = "maybe"
+    bot_api.updates = [broken]
+    stop = asyncio.Event()
+
+    async with open_ingest(app_settings) as ingest:
+        polling = asyncio.ensure_future(poll(ingest, stop, long_poll_seconds=0))
+        await _until(lambda: 900000002 in _offsets(bot_api))
+        stop.set()
+        await polling
+
+    assert [event["type"] for event in await events.drain()] == ["telegram.update.unparsed"]
