@@ -35,10 +35,11 @@ from realtime.metrics import AUTH_CLOSES
 log = structlog.get_logger(__name__)
 
 CHATS_PATH: Final = re.compile(r"/ws/chats/([1-9][0-9]{0,19})/?")
-PROBES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 UNAUTHORIZED: Final = 4401
 FORBIDDEN: Final = 4403
 SERVICE_RESTART: Final = 1012
+TRY_AGAIN_LATER: Final = 1013
+READY_WAIT_SECONDS: Final = 30.0
 CATCH_UP_FRAMES: Final = 64  # missed frames written before waiting for the socket to drain
 
 
@@ -111,7 +112,11 @@ class Realtime:
         since = _since(query)
         # Only the path is logged: the query string may carry the token.
         log.info("stream opened", path=parts.path, admin=principal.is_admin, since=since)
-        await self.hub.ready.wait()
+        try:
+            await asyncio.wait_for(self.hub.ready.wait(), READY_WAIT_SECONDS)
+        except TimeoutError:
+            await connection.close(TRY_AGAIN_LATER, "journal not ready")
+            return
         client, missed = self.hub.attach(
             connection, user_id, is_admin=principal.is_admin, since=since
         )
