@@ -36,8 +36,8 @@ logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
 def update_type(raw: dict[str, Any]) -> str:
-    for key in raw:
-        if key in UPDATE_TYPES:
+    for key, value in raw.items():
+        if key in UPDATE_TYPES and value is not None:
             return key
     return "unknown"
 
