@@ -13,6 +13,7 @@ _PROBLEM = {"model": Problem}
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Route `responses=` for these error statuses (401 and 422 are always there)."""
     descriptions = {
+        400: "The body is not JSON.",
         401: "Missing, malformed, badly signed, expired or over-long token.",
         403: "Only an admin may do this.",
         404: "Unknown, malformed, not yours, or not yet fully synced.",

@@ -25,7 +25,11 @@ def _storable(value: str) -> str:
 
 
 def _date_means_midnight(value: object) -> object:
-    if isinstance(value, str) and _DATE_ONLY.fullmatch(value):
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date (2025-01-01) or an RFC 3339 date-time")
+    if _DATE_ONLY.fullmatch(value):
         try:
             day = date.fromisoformat(value)
         except ValueError as error:
