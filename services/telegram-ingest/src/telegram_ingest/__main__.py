@@ -46,7 +46,8 @@ async def _poll(settings: Settings) -> None:
     log.info("polling stopped", offset=offset)
 
 
-async def _admin(settings: Settings, command: str) -> None:
+async def run_admin(settings: Settings, command: str) -> None:
+    """`set-webhook`, `delete-webhook` or `webhook-info` (printed as JSON)."""
     settings.require_secrets("telegram_bot_token")
     bot = telegram.make_bot(settings)
     try:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "poll":
             asyncio.run(_poll(settings))
         else:
-            asyncio.run(_admin(settings, command))
+            asyncio.run(run_admin(settings, command))
     except InsecureSettingsError as error:
         log.error(str(error))
         sys.exit(2)
