@@ -114,7 +114,7 @@ class Seeder:
             owner_user_id=int(owner) if owner is not None else None,
             customer_id=customer.id if customer is not None else None,
             last_message_id=values.pop("last_message_id", "1"),
-            last_message_at=moment,
+            last_message_at=values.pop("last_message_at", moment),
             last_message={"text": "Hi!", "direction": "incoming", "date": moment.isoformat()},
             total_messages=values.pop("total_messages", 1),
             unread_count=values.pop("unread_count", 0),

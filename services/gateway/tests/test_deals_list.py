@@ -246,3 +246,26 @@ async def test_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:
 
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_deals_whose_messages_were_all_deleted_come_last_and_walk_both_ways(
+    client: httpx.AsyncClient, seed: Any, auth: Callable[..., dict[str, str]]
+) -> None:
+    active = [await seed.deal(at=T0 + timedelta(minutes=i)) for i in range(4)]
+    emptied = [await seed.deal(last_message_at=None) for _ in range(4)]
+    expected = [str(d.id) for d in reversed(active)] + sorted(
+        (str(d.id) for d in emptied), reverse=True
+    )
+    pages = []
+    url: str | None = "/api/v1/deals/?limit=3"
+    while url is not None:
+        pages.append((await client.get(url, headers=auth())).json())
+        url = pages[-1]["next"]
+
+    back = (await client.get(pages[-1]["previous"], headers=auth())).json()
+    front = (await client.get(back["previous"], headers=auth())).json()
+
+    assert [d["id"] for page in pages for d in page["results"]] == expected
+    assert back["results"] == pages[1]["results"]
+    assert front["results"] == pages[0]["results"]
+    assert front["previous"] is None

@@ -1,4 +1,11 @@
+import socket
+from typing import Any
+
 import httpx
+from asgi_lifespan import LifespanManager
+
+from common.testing import settings_for
+from gateway.app import create_app
 
 
 async def test_healthz_readyz_and_metrics_answer(client: httpx.AsyncClient) -> None:
@@ -19,3 +26,20 @@ async def test_openapi_and_docs_are_served(client: httpx.AsyncClient) -> None:
     assert "/api/v1/deals/" in schema["paths"]
     problem = schema["paths"]["/api/v1/deals/"]["get"]["responses"]["422"]["content"]
     assert list(problem) == ["application/problem+json"]
+
+
+async def test_readyz_is_503_naming_the_dependency_that_does_not_answer(
+    infrastructure: Any, storage: None
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = create_app(settings_for(infrastructure, aws_endpoint_url_s3=closed))
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answer = await client.get("/readyz")
+
+    assert answer.status_code == 503
+    assert answer.json()["dependency"] == "s3"

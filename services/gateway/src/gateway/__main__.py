@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         hours = min(arguments.hours or settings.auth_max_token_hours, settings.auth_max_token_hours)
         print(issue_token(secret, arguments.user_id, admin=arguments.admin, hours=hours))
         return
-    configure_logging("gateway", settings.log_level)
     settings.require_secrets(*REQUIRED_SECRETS)
+    configure_logging("gateway", settings.log_level)
 
     import uvicorn
 

@@ -35,20 +35,23 @@ class Filters:
 class Position:
     walk: Walk
     direction: Direction
-    at: datetime
+    at: datetime | None  # None: the activity walk's tail of deals without messages
     id: uuid.UUID
 
     def payload(self) -> dict[str, Any]:
-        return {"w": self.walk, "d": self.direction, "t": self.at.isoformat(), "i": str(self.id)}
+        at = self.at.isoformat() if self.at is not None else None
+        return {"w": self.walk, "d": self.direction, "t": at, "i": str(self.id)}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], walk: Walk) -> "Position":
         try:
             if payload["w"] != walk or payload["d"] not in ("n", "p"):
                 raise ValueError("another walk")
-            at = datetime.fromisoformat(payload["t"])
-            if at.tzinfo is None:
-                raise ValueError("naive")
+            at = None
+            if payload["t"] is not None or walk == "u":
+                at = datetime.fromisoformat(payload["t"])
+                if at.tzinfo is None:
+                    raise ValueError("naive")
             return cls(walk=walk, direction=payload["d"], at=at, id=uuid.UUID(payload["i"]))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise invalid_cursor() from None
@@ -70,6 +73,28 @@ def _listed(user: Principal) -> Select[Deal, Customer]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """A stretch of a walk ordered by `columns` (descending unless `ascending`)."""
+
+    name: str
+    condition: ColumnElement[bool]
+    columns: tuple[Any, ...]
+    ascending: bool
+
+
+def _segments(walk: Walk, filters: Filters) -> list[_Segment]:
+    if walk == "u":
+        assert filters.updated_since is not None
+        since = Deal.updated_at >= filters.updated_since
+        return [_Segment("t", since, (Deal.updated_at, Deal.id), ascending=True)]
+    # Deals whose every message was deleted have no activity time: they come last, by id.
+    return [
+        _Segment("t", Deal.last_message_at.is_not(None), (Deal.last_message_at, Deal.id), False),
+        _Segment("null", Deal.last_message_at.is_(None), (Deal.id,), ascending=False),
+    ]
+
+
 async def list_page(
     session: AsyncSession,
     user: Principal,
@@ -86,34 +111,33 @@ async def list_page(
         query = query.where(Deal.business_connection_id == filters.business_connection_id)
     if filters.unread:
         query = query.where(Deal.unread_count > 0)
-    if walk == "u":
-        query = query.where(Deal.updated_at >= filters.updated_since)
-        ascending = True
-        columns: tuple[Any, Any] = (Deal.updated_at, Deal.id)
-    else:
-        query = query.where(Deal.last_message_at.is_not(None))
-        ascending = False
-        columns = (Deal.last_message_at, Deal.id)
+    segments = _segments(walk, filters)
     backwards = position is not None and position.direction == "p"
-    if backwards:
-        ascending = not ascending
-    key = tuple_(*columns)
-    if position is not None:
-        bound = tuple_(position.at, position.id)
-        query = query.where(key > bound if ascending else key < bound)
-    order = [column.asc() if ascending else column.desc() for column in columns]
-    rows = (await session.execute(query.order_by(*order).limit(limit + 1))).all()
+    # Walk on from the cursor's segment: forward through the later ones, or back to the start.
+    here = len(segments) - 1 if position is not None and position.at is None else 0
+    segments = list(reversed(segments[: here + 1])) if backwards else segments[here:]
+    rows: list[tuple[Deal, Customer | None]] = []
+    for index, segment in enumerate(segments):
+        ascending = segment.ascending != backwards
+        part = query.where(segment.condition)
+        if position is not None and index == 0:
+            values = (position.id,) if position.at is None else (position.at, position.id)
+            key, bound = tuple_(*segment.columns), tuple_(*values)
+            part = part.where(key > bound if ascending else key < bound)
+        order = [column.asc() if ascending else column.desc() for column in segment.columns]
+        found = (await session.execute(part.order_by(*order).limit(limit + 1 - len(rows)))).all()
+        rows.extend((deal, customer) for deal, customer in found)
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
-    page: list[tuple[Deal, Customer | None]] = [(deal, customer) for deal, customer in rows[:limit]]
+    page = rows[:limit]
     if backwards:
         page.reverse()
     return page, more
 
 
-def key_of(deal: Deal, walk: Walk) -> datetime:
-    moment = deal.updated_at if walk == "u" else deal.last_message_at
-    assert moment is not None
-    return moment
+def key_of(deal: Deal, walk: Walk) -> datetime | None:
+    return deal.updated_at if walk == "u" else deal.last_message_at
 
 
 async def get_visible(
