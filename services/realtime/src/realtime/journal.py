@@ -48,6 +48,8 @@ MARKER_TYPE: Final = "realtime.marker"
 MAX_BYTES: Final = 4 << 30
 SEGMENT_BYTES: Final = 16 << 20
 PREFETCH: Final = 1_000
+# Stream acks only return credit (nothing is deleted), so one ack covers many entries.
+ACK_EVERY: Final = 50
 RECONNECT_SECONDS: Final = (0.5, 1.0, 2.0, 5.0)
 
 
@@ -70,6 +72,7 @@ class Journal:
         self.connection: aio_pika.abc.AbstractConnection | None = None
         self._next: int | None = None  # the offset to resume from
         self._marker: str | None = None
+        self._unacked = 0
 
     @property
     def connected(self) -> bool:
@@ -93,6 +96,7 @@ class Journal:
 
     async def _consume(self) -> None:
         self.connection = await aio_pika.connect(self.url, timeout=10)
+        self._unacked = 0
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=PREFETCH)
         queue = await self._declare(channel)
@@ -126,12 +130,18 @@ class Journal:
         return await channel.declare_queue(STREAM, passive=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        # aio-pika runs each delivery as a task, in arrival order; everything up to the ack
-        # is synchronous, so entries reach the hub in offset order.
+        # aio-pika runs each delivery as a task, in arrival order; `_apply` is synchronous
+        # and comes before the only await, so entries reach the hub in offset order.
+        self._apply(message)
+        self._unacked += 1
+        if self._unacked >= ACK_EVERY:
+            self._unacked = 0
+            await message.ack(multiple=True)
+
+    def _apply(self, message: AbstractIncomingMessage) -> None:
         offset = (message.headers or {}).get("x-stream-offset")
         if not isinstance(offset, int) or (self._next is not None and offset < self._next):
-            await message.ack()
-            return
+            return  # already read before a reconnect
         self._next = offset + 1
         if message.type == MARKER_TYPE:
             self.hub.advance(offset)
@@ -139,18 +149,17 @@ class Journal:
                 self._marker = None
                 self.hub.ready.set()
                 log.info("journal caught up", seq=offset)
-        else:
-            try:
-                event = event_adapter.validate_json(message.body)
-            except ValidationError as error:
-                log.warning("unreadable journal entry", seq=offset, errors=error.error_count())
-                self.hub.advance(offset)
-            else:
-                try:
-                    self.hub.publish(offset, event)
-                except Exception:  # one bad frame must not stop the journal
-                    log.exception("journal entry failed", seq=offset, type=event.type)
-        await message.ack()
+            return
+        try:
+            event = event_adapter.validate_json(message.body)
+        except ValidationError as error:
+            log.warning("unreadable journal entry", seq=offset, errors=error.error_count())
+            self.hub.advance(offset)
+            return
+        try:
+            self.hub.publish(offset, event)
+        except Exception:  # one bad frame must not stop the journal
+            log.exception("journal entry failed", seq=offset, type=event.type)
 
     async def _close(self) -> None:
         connection, self.connection = self.connection, None
