@@ -1,0 +1,61 @@
+"""The avatar worker's subscribers: profile photos and media off the message path.
+
+Each event may need two independent copies (the customer's photo, the message's media); both
+are tried, and a failure of either sends the delivery through the retry tiers. Both are
+idempotent, so a repeat only redoes what is still due.
+"""
+
+from collections.abc import Awaitable
+from typing import Annotated, Final
+
+from faststream import AckPolicy, Context
+from faststream.rabbit import RabbitRouter
+
+from common.bus import EVENTS, consumer_queue
+from common.events import ConnectionUpdated, CustomerImported, MessageReceived
+from sync_worker.avatars.customers import refresh_external, refresh_telegram
+from sync_worker.avatars.media import copy_media
+from sync_worker.avatars.resources import Avatars
+
+SERVICE: Final = "avatar-worker"
+
+_message_received = consumer_queue(SERVICE, "telegram.message.received")
+_connection_updated = consumer_queue(SERVICE, "telegram.connection.updated")
+_customer_imported = consumer_queue(SERVICE, "customer.imported")
+QUEUES: Final = [
+    queue.name for queue in (_message_received, _connection_updated, _customer_imported)
+]
+
+AvatarsDep = Annotated[Avatars, Context("avatars")]
+
+router = RabbitRouter()
+
+
+@router.subscriber(_message_received, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+async def on_message_received(event: MessageReceived, avatars: AvatarsDep) -> None:
+    jobs: list[Awaitable[None]] = [copy_media(avatars, event)]
+    if event.message.chat.type == "private":
+        # In a private chat the chat id is the customer's user id.
+        jobs.append(refresh_telegram(avatars, event.chat_id, [event.owner_user_id]))
+    await _all(jobs)
+
+
+@router.subscriber(_connection_updated, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+async def on_connection_updated(event: ConnectionUpdated, avatars: AvatarsDep) -> None:
+    await refresh_telegram(avatars, event.connection.user.id, [event.owner_user_id])
+
+
+@router.subscriber(_customer_imported, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+async def on_customer_imported(event: CustomerImported, avatars: AvatarsDep) -> None:
+    await refresh_external(avatars, event)
+
+
+async def _all(jobs: list[Awaitable[None]]) -> None:
+    failure: Exception | None = None
+    for job in jobs:
+        try:
+            await job
+        except Exception as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure

@@ -1,0 +1,117 @@
+"""The avatar worker as it runs: probes, the bucket, and events through the real broker."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from faststream.rabbit import RabbitBroker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common import bus
+from common.events import MessageReceived, TelegramChat, TelegramMessage, TelegramUser
+from common.ids import customer_id_for_telegram
+from common.models import Customer
+from common.s3 import s3_client
+from common.settings import Settings
+from common.testing import Infrastructure, settings_for
+from sync_worker.avatar_main import create_app
+from sync_worker.outbound.testing import FakeBotApi
+
+JPEG = b"\xff\xd8\xff\xe0" + b"main" * 100
+
+
+@pytest.fixture
+async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
+    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def worker_settings(infrastructure: Infrastructure, bot: FakeBotApi) -> Settings:
+    bucket = f"avatar-main-{uuid.uuid4().hex[:8]}"
+    return settings_for(infrastructure, telegram_api_url=bot.url, s3_bucket=bucket)
+
+
+@pytest.fixture
+async def client(
+    worker_settings: Settings, clean_database: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(worker_settings)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://avatar-worker"
+        ) as http,
+    ):
+        yield http
+
+
+async def test_probes_answer_and_the_bucket_is_created(
+    client: httpx.AsyncClient, worker_settings: Settings
+) -> None:
+    healthz = await client.get("/healthz")
+    readyz = await client.get("/readyz/")
+    metrics = await client.get("/metrics")
+
+    assert (healthz.status_code, readyz.status_code, metrics.status_code) == (200, 200, 200)
+    assert readyz.json() == {"status": "ok"}
+    async with s3_client(worker_settings) as s3:
+        await s3.head_bucket(Bucket=worker_settings.s3_bucket)
+
+
+async def test_message_received_on_its_queue_stores_the_customers_avatar(
+    client: httpx.AsyncClient,
+    worker_settings: Settings,
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
+    bot.set_photo(user_id, bot.add_file(f"p-{user_id}", f"M{user_id}", JPEG))
+    event = MessageReceived(
+        owner_user_id="111111111",
+        update_id=1,
+        business_connection_id="conn-main",
+        chat_id=user_id,
+        message_id="1",
+        message=TelegramMessage(
+            message_id=1,
+            chat=TelegramChat(id=user_id),
+            sender=TelegramUser(id=user_id, first_name="C"),
+            date=datetime.now(UTC),
+            text="hi",
+        ),
+    )
+    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+
+    async with publisher:
+        await _publish(publisher, event)
+        customer = await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
+
+    key = f"avatars/{customer.id}/M{user_id}.jpg"
+    assert customer.avatar_key == key
+    async with s3_client(worker_settings) as s3:
+        stored = await s3.get_object(Bucket=worker_settings.s3_bucket, Key=key)
+        assert await stored["Body"].read() == JPEG
+
+
+async def _publish(broker: RabbitBroker, event: MessageReceived) -> None:
+    await broker.connect()
+    await bus.publish_event(broker, event)
+
+
+async def _wait_for_avatar(
+    sessions: async_sessionmaker[AsyncSession], customer_id: uuid.UUID
+) -> Customer:
+    for _ in range(100):
+        async with sessions() as session:
+            customer = await session.get(Customer, customer_id)
+        if customer is not None and customer.avatar_key is not None:
+            return customer
+        await asyncio.sleep(0.1)
+    raise AssertionError("the avatar was not stored within 10 s")
