@@ -41,7 +41,7 @@ def create_broker(settings: Settings) -> RabbitBroker:
     broker = make_broker(
         settings.rabbitmq_url.get_secret_value(), publish_timeout=settings.publish_confirm_timeout
     )
-    broker.include_router(consumers.router)
+    broker.include_router(consumers.create_router())
     return broker
 
 

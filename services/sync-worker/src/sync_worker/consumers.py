@@ -6,46 +6,55 @@ committed, so the ack follows the commit. A failure goes through the retry tiers
 from typing import Annotated, Final
 
 from faststream import AckPolicy, Context
-from faststream.rabbit import Channel, RabbitRouter
+from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
+from faststream.rabbit.subscriber import RabbitSubscriber
 
 from common.bus import EVENTS, consumer_queue
 from common.events import ConnectionUpdated, MessageEdited, MessageReceived, MessagesDeleted
 from sync_worker.batching import Batcher
 
 SERVICE: Final = "sync-worker"
+# Deliveries in flight per queue: what one batch can gather under load.
 PREFETCH: Final = 200
-
-router = RabbitRouter()
-_channel = Channel(prefetch_count=PREFETCH)
-_connection_updated = consumer_queue(SERVICE, "telegram.connection.updated")
-_message_received = consumer_queue(SERVICE, "telegram.message.received")
-_message_edited = consumer_queue(SERVICE, "telegram.message.edited")
-_messages_deleted = consumer_queue(SERVICE, "telegram.messages.deleted")
-QUEUES: Final = [
-    queue.name
-    for queue in (_connection_updated, _message_received, _message_edited, _messages_deleted)
-]
+ROUTING_KEYS: Final = (
+    "telegram.connection.updated",
+    "telegram.message.received",
+    "telegram.message.edited",
+    "telegram.messages.deleted",
+)
+QUEUES: Final = [f"{SERVICE}.{key}" for key in ROUTING_KEYS]
 
 LiveBatcher = Annotated[Batcher, Context("batcher")]
 
 
-@router.subscriber(
-    _connection_updated, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR
-)
-async def on_connection_updated(event: ConnectionUpdated, batcher: LiveBatcher) -> None:
-    await batcher.submit(event)
+def _queue(routing_key: str) -> RabbitQueue:
+    return consumer_queue(SERVICE, routing_key)
 
 
-@router.subscriber(_message_received, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
-async def on_message_received(event: MessageReceived, batcher: LiveBatcher) -> None:
-    await batcher.submit(event)
+def create_router() -> RabbitRouter:
+    """A router per broker: FastStream binds subscribers to the broker that includes them."""
+    router = RabbitRouter()
+    channel = Channel(prefetch_count=PREFETCH)
 
+    def subscribe(routing_key: str) -> RabbitSubscriber:
+        return router.subscriber(
+            _queue(routing_key), EVENTS, channel=channel, ack_policy=AckPolicy.NACK_ON_ERROR
+        )
 
-@router.subscriber(_message_edited, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
-async def on_message_edited(event: MessageEdited, batcher: LiveBatcher) -> None:
-    await batcher.submit(event)
+    @subscribe("telegram.connection.updated")
+    async def on_connection_updated(event: ConnectionUpdated, batcher: LiveBatcher) -> None:
+        await batcher.submit(event)
 
+    @subscribe("telegram.message.received")
+    async def on_message_received(event: MessageReceived, batcher: LiveBatcher) -> None:
+        await batcher.submit(event)
 
-@router.subscriber(_messages_deleted, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
-async def on_messages_deleted(event: MessagesDeleted, batcher: LiveBatcher) -> None:
-    await batcher.submit(event)
+    @subscribe("telegram.message.edited")
+    async def on_message_edited(event: MessageEdited, batcher: LiveBatcher) -> None:
+        await batcher.submit(event)
+
+    @subscribe("telegram.messages.deleted")
+    async def on_messages_deleted(event: MessagesDeleted, batcher: LiveBatcher) -> None:
+        await batcher.submit(event)
+
+    return router
