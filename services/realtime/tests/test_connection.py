@@ -123,3 +123,21 @@ async def test_readyz_names_rabbitmq_when_it_does_not_answer(
 
     assert readyz.status_code == 503
     assert readyz.json()["dependency"] == "rabbitmq"
+
+
+async def test_tokens_never_reach_the_logs(
+    stack: Stack, user_id: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    realtime = await stack.start()
+    token = token_for(user_id)
+    forged = issue_token("another-secret-" + "z" * 32, user_id)
+
+    client = await stack.connect(realtime, user_id, token=token)
+    await client.send('{"type": "ping"}')
+    await receive(client)
+    await _close_code(f"ws://127.0.0.1:{realtime.port}/ws/chats/{user_id}/?token={forged}")
+
+    logged = capsys.readouterr().out + caplog.text
+    assert f"/ws/chats/{user_id}/" in logged
+    assert token not in logged
+    assert forged not in logged
