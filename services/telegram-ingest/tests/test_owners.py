@@ -68,3 +68,18 @@ async def test_concurrent_updates_each_get_their_own_confirm(
     assert {answer.status_code for answer in answers} == {200}
     published = await events.drain()
     assert sorted(int(event["message_id"]) for event in published) == list(range(1000, 1200))
+
+
+async def test_concurrent_updates_of_a_new_connection_share_one_lookup(
+    client: httpx.AsyncClient, events: Events, bot_api: FakeBotAPI
+) -> None:
+    bot_api.connections[CONNECTION_ID] = connection_result()
+    names = ["business_message", "business_message_photo", "deleted_business_messages"]
+
+    answers = await asyncio.gather(
+        *(client.post("/telegram/webhook/", json=load_sample(name)) for name in names)
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert len(bot_api.called("getBusinessConnection")) == 1
+    assert {event["owner_user_id"] for event in await events.drain()} == {OWNER_ID}

@@ -1,7 +1,9 @@
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from ingest_fakes import OWNER_ID, SAMPLE_NAMES, Events, load_sample
@@ -15,6 +17,7 @@ from common.events import (
     MessagesDeleted,
     event_adapter,
 )
+from common.settings import Settings
 
 
 def _at(timestamp: int) -> datetime:
@@ -321,6 +324,28 @@ async def test_unparseable_update_is_parked_and_answered_200(
     assert parked["raw_update"] == update
     assert "date" in parked["error"]
     assert REGISTRY.get_sample_value("telegram_ingest_updates_parked_total") == parked_before + 1
+
+
+async def test_parked_update_is_kept_in_its_durable_queue(
+    client: httpx.AsyncClient, app_settings: Settings
+) -> None:
+    update = load_sample("deleted_business_messages")
+    update["update_id"] = 123456789
+    update["deleted_business_messages"]["message_ids"] = "not a list"
+
+    response = await client.post("/telegram/webhook/", json=update)
+
+    assert response.status_code == 200
+    connection = await aio_pika.connect(app_settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            "telegram-ingest.telegram.update.unparsed", durable=True, passive=True
+        )
+        kept = []
+        while (message := await queue.get(fail=False)) is not None:
+            kept.append(json.loads(message.body))  # left unacknowledged: it stays queued
+    assert [body["raw_update"] for body in kept if body["update_id"] == 123456789] == [update]
 
 
 async def test_other_update_types_are_counted_and_not_published(

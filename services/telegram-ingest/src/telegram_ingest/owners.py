@@ -4,6 +4,7 @@ The map is bounded (least recently used out first); a forgotten connection costs
 `getBusinessConnection` call, after which it is cached again.
 """
 
+import asyncio
 from collections import OrderedDict
 
 import structlog
@@ -22,6 +23,7 @@ class Owners:
         self.bot = bot
         self.max_size = max_size
         self._owners: OrderedDict[str, str] = OrderedDict()
+        self._lookups: dict[str, asyncio.Future[str]] = {}
 
     def remember(self, connection_id: str, owner_user_id: int | str) -> None:
         self._owners[connection_id] = str(owner_user_id)
@@ -39,6 +41,16 @@ class Owners:
         """The owner's user id; `Unavailable` when Telegram cannot tell us right now."""
         if (owner := self.known(connection_id)) is not None:
             return owner
+        # Concurrent updates of one new connection share a single lookup; shielded, so a
+        # request that goes away does not cancel it for the others.
+        lookup = self._lookups.get(connection_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._look_up(connection_id))
+            self._lookups[connection_id] = lookup
+            lookup.add_done_callback(lambda _done: self._lookups.pop(connection_id, None))
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, connection_id: str) -> str:
         try:
             connection = await self.bot.get_business_connection(
                 connection_id, request_timeout=LOOKUP_TIMEOUT_SECONDS
