@@ -8,6 +8,8 @@ instance reads the same stream with its own consumer (streams are non-destructiv
 instance sees the same event under the same offset; the stream is durable and replicated, so
 the numbering outlives any instance. A single-active-consumer sequencer writing its own
 journal would add a hop, a leader to fail over and a second store for the same facts.
+The stream is bound to the routing keys realtime shows, not `#`: a batch sync's thousands of
+`customer.imported` and the raw `telegram.update.unparsed` would only lengthen every replay.
 
 Retention. The stream keeps `REALTIME_RETENTION_HOURS` (`x-max-age`, in small segments so
 it is trimmed in small steps) under a size cap. An instance reads it from its first entry at

@@ -101,16 +101,15 @@ class Realtime:
         user_id = match[1]
         query = parse_qs(parts.query)
         principal = self._principal(query, request.headers)
-        if principal is None:
-            AUTH_CLOSES.labels(code=str(UNAUTHORIZED)).inc()
-            await connection.close(UNAUTHORIZED, "unauthorized")
-            return
-        if not principal.may_see_owner(user_id):
-            AUTH_CLOSES.labels(code=str(FORBIDDEN)).inc()
-            await connection.close(FORBIDDEN, "forbidden")
-            return
-        since = _since(query)
+        refusal = _refusal(principal, user_id)
         # Only the path is logged: the query string may carry the token.
+        if refusal is not None:
+            AUTH_CLOSES.labels(code=str(refusal[0])).inc()
+            log.info("stream refused", path=parts.path, code=refusal[0])
+            await connection.close(*refusal)
+            return
+        assert principal is not None
+        since = _since(query)
         log.info("stream opened", path=parts.path, admin=principal.is_admin, since=since)
         try:
             await asyncio.wait_for(self.hub.ready.wait(), READY_WAIT_SECONDS)
@@ -208,6 +207,14 @@ async def _send(connection: ServerConnection, frame: bytes, *, drain: bool) -> N
     else:
         connection.protocol.send_text(frame)
         connection.send_data()
+
+
+def _refusal(principal: Principal | None, user_id: str) -> tuple[int, str] | None:
+    if principal is None:
+        return UNAUTHORIZED, "unauthorized"
+    if not principal.may_see_owner(user_id):
+        return FORBIDDEN, "forbidden"
+    return None
 
 
 def _since(query: dict[str, list[str]]) -> int | None:
