@@ -80,3 +80,28 @@ async def test_unroutable_event_is_not_taken_as_delivered(app_settings: Settings
             await ingest.publisher.publish(_Unroutable())
 
     assert refused.value.reason == "broker"
+
+
+async def test_start_waits_for_a_broker_that_comes_up_late(
+    infrastructure: Infrastructure, bot_api: FakeBotAPI, proxy: TcpProxy, events: Events
+) -> None:
+    vhost = urlsplit(infrastructure.rabbitmq_url).path
+    settings = settings_for(
+        infrastructure,
+        rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}",
+        telegram_api_url=bot_api.url,
+    )
+    await proxy.cut()
+
+    async def start_and_publish() -> None:
+        async with open_ingest(settings, connect_wait_seconds=10) as ingest:
+            await ingest.handle(_update(11))
+
+    starting = asyncio.ensure_future(start_and_publish())
+    await asyncio.sleep(0.5)
+    waited = not starting.done()
+    await proxy.restore()
+    await asyncio.wait_for(starting, 10)
+
+    assert waited
+    assert (await events.next())["update_id"] == 11

@@ -15,7 +15,7 @@ from common.settings import Settings
 from telegram_ingest import telegram
 from telegram_ingest.ingest import Ingest, build_dispatcher
 from telegram_ingest.owners import Owners
-from telegram_ingest.publishing import Publisher, declare, make_publisher_broker
+from telegram_ingest.publishing import Publisher, connect, declare
 from telegram_ingest.webhook import webhook_endpoint
 
 log = structlog.get_logger(__name__)
@@ -38,14 +38,17 @@ def _checks(request: Request) -> dict[str, Check]:
 
 
 @asynccontextmanager
-async def open_ingest(settings: Settings, *, bot: Bot | None = None) -> AsyncIterator[Ingest]:
+async def open_ingest(
+    settings: Settings, *, bot: Bot | None = None, connect_wait_seconds: float = 30.0
+) -> AsyncIterator[Ingest]:
     """Broker connected and topology declared, the Bot and the Dispatcher: one `Ingest`."""
-    broker = make_publisher_broker(
-        settings.rabbitmq_url.get_secret_value(), publish_timeout=settings.publish_confirm_timeout
+    broker = await connect(
+        settings.rabbitmq_url.get_secret_value(),
+        publish_timeout=settings.publish_confirm_timeout,
+        wait_seconds=connect_wait_seconds,
     )
     bot = bot or telegram.make_bot(settings)
     try:
-        await broker.connect()
         await declare(broker)
         yield Ingest(
             bot=bot,

@@ -50,6 +50,30 @@ def make_publisher_broker(url: str, *, publish_timeout: float) -> RabbitBroker:
     )
 
 
+async def connect(url: str, *, publish_timeout: float, wait_seconds: float) -> RabbitBroker:
+    """A connected publisher broker, trying for `wait_seconds` while RabbitMQ starts up.
+
+    Once connected, aio-pika's robust connection reconnects by itself; this only covers the
+    first connection, which fails at once when the broker is not there yet.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    delay = 0.2
+    while True:
+        broker = make_publisher_broker(url, publish_timeout=publish_timeout)
+        try:
+            await broker.connect()
+        except Exception as error:
+            await broker.stop()
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("RabbitMQ not reachable yet", error=f"{type(error).__name__}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        return broker
+
+
 async def declare(broker: RabbitBroker) -> None:
     """Declare the exchanges and the parked queue for unparseable updates, bound to EVENTS."""
     queue = unparsed_queue()
