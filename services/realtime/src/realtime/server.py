@@ -28,7 +28,7 @@ from common.health import Check, first_failing
 from common.metrics import render_metrics
 from common.settings import Settings
 from realtime.frames import PONG
-from realtime.hub import Hub
+from realtime.hub import Client, Hub
 from realtime.journal import Journal
 from realtime.metrics import AUTH_CLOSES
 
@@ -120,10 +120,8 @@ class Realtime:
             connection, user_id, is_admin=principal.is_admin, since=since
         )
         try:
-            for index, frame in enumerate(missed, 1):
-                await _send(connection, frame, drain=index % CATCH_UP_FRAMES == 0)
-            while (queued := self.hub.go_live(client)) is not None:
-                await _send(connection, queued, drain=True)
+            await self._catch_up(connection, client, missed)
+            del missed  # an idle connection keeps nothing of its catch-up
             async for message in connection:
                 if _is_ping(message):
                     await connection.send(PONG, text=True)
@@ -131,6 +129,16 @@ class Realtime:
             pass
         finally:
             self.hub.detach(client)
+
+    async def _catch_up(
+        self, connection: ServerConnection, client: Client, missed: list[bytes]
+    ) -> None:
+        """The missed frames, then those that arrived meanwhile; the client is live after."""
+        for index, frame in enumerate(missed, 1):
+            await _send(connection, frame, drain=index % CATCH_UP_FRAMES == 0)
+        missed.clear()
+        while (queued := self.hub.go_live(client)) is not None:
+            await _send(connection, queued, drain=True)
 
     def _principal(self, query: dict[str, list[str]], headers: Headers) -> Principal | None:
         tokens = query.get("token")
