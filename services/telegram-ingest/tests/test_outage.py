@@ -36,7 +36,7 @@ async def test_broker_cut_is_503_and_recovers_without_restart(
     vhost = urlsplit(infrastructure.rabbitmq_url).path
     settings = settings_for(
         infrastructure,
-        rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}?reconnect_interval=0.2",
+        rabbitmq_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}{vhost}",
         telegram_api_url=bot_api.url,
         publish_confirm_timeout=1.0,
     )

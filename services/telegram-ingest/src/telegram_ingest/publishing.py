@@ -47,6 +47,8 @@ def make_publisher_broker(url: str, *, publish_timeout: float) -> RabbitBroker:
         log_level=logging.DEBUG,
         timeout=publish_timeout,
         graceful_timeout=15.0,
+        # Every second of outage is a second of 503s: reconnect eagerly (default is 5 s).
+        reconnect_interval=1.0,
     )
 
 
