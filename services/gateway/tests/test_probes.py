@@ -43,3 +43,11 @@ async def test_readyz_is_503_naming_the_dependency_that_does_not_answer(
 
     assert answer.status_code == 503
     assert answer.json()["dependency"] == "s3"
+
+
+async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    made = await client.get("/api/v1/deals/")
+
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32

@@ -2,15 +2,19 @@
 
 import asyncio
 import contextlib
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from prometheus_client import Histogram
 from sqladmin import Admin
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +37,8 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
 DESCRIPTION = """\
 Telegram Business chats as deals. Every `/api/v1` call needs `Authorization: Bearer <JWT>`
 (HS256; `sub` = your Telegram user id; `role: "admin"` sees everything and controls sync).
@@ -44,8 +50,12 @@ sending when it crashed ends `unknown` and is never sent again.
 """
 
 
-class RequestMetrics:
-    """Latency per route template (a pure ASGI middleware: no BaseHTTPMiddleware)."""
+class RequestContext:
+    """A request id in every log line and response, latency per route template.
+
+    A pure ASGI middleware (no BaseHTTPMiddleware). The caller's `X-Request-ID` is kept when
+    it is short and printable, so one id follows a request through a proxy.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,15 +66,19 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
         async def remember(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                MutableHeaders(scope=message).append("x-request-id", request_id)
             await send(message)
 
         try:
-            await self.app(scope, receive, remember)
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                await self.app(scope, receive, remember)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(
@@ -142,7 +156,7 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
     app.include_router(deals_router)
     app.include_router(sync_router)
     app.include_router(customers.router)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestContext)
     admin = Admin(
         app,
         session_maker=admin_sessions,

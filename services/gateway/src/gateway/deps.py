@@ -31,7 +31,7 @@ class Resources:
     broker: RabbitBroker
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.state.resources
     return resources
 
@@ -39,7 +39,7 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     return resources.settings
 
 
@@ -48,15 +48,15 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_dynamo(resources: ResourcesDep) -> DynamoDBClient:
+async def get_dynamo(resources: ResourcesDep) -> DynamoDBClient:
     return resources.dynamo
 
 
-def get_s3(resources: ResourcesDep) -> S3Client:
+async def get_s3(resources: ResourcesDep) -> S3Client:
     return resources.s3
 
 
-def get_bus(resources: ResourcesDep) -> RabbitBroker:
+async def get_bus(resources: ResourcesDep) -> RabbitBroker:
     return resources.broker
 
 
