@@ -4,6 +4,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from common.events import DealUpdated, MessageSent, SyncProgress
 from common.ids import deal_id_for_telegram
 from realtime.hub import Hub
@@ -225,16 +227,18 @@ async def test_deal_updated_frame_carries_the_gateway_fields(stack: Stack, user_
     assert (frames[0]["unread_count"], frames[0]["total_messages"]) == (2, 7)
 
 
-async def test_lost_journal_connection_delays_but_neither_drops_nor_repeats(
-    stack: Stack, user_id: str
+@pytest.mark.parametrize("lost", ["connection", "channel"])
+async def test_lost_journal_link_delays_but_neither_drops_nor_repeats(
+    stack: Stack, user_id: str, lost: str
 ) -> None:
     realtime = await stack.start()
     client = await stack.connect(realtime, user_id)
     await stack.publish(message_received(user_id, "before"))
     await receive(client)
-    assert realtime.journal.connection is not None
+    link = getattr(realtime.journal, lost)
+    assert link is not None
 
-    await realtime.journal.connection.close()
+    await link.close()
     await stack.publish(message_received(user_id, "during"), message_received(user_id, "after"))
 
     frames = await receive_until(client, _is("after"))

@@ -72,13 +72,19 @@ class Journal:
         self.hub = hub
         self.retention_hours = retention_hours
         self.connection: aio_pika.abc.AbstractConnection | None = None
+        self.channel: AbstractChannel | None = None
         self._next: int | None = None  # the offset to resume from
         self._marker: str | None = None
         self._unacked = 0
 
     @property
     def connected(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed
+        return (
+            self.connection is not None
+            and not self.connection.is_closed
+            and self.channel is not None
+            and not self.channel.is_closed
+        )
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting with growing pauses."""
@@ -115,7 +121,17 @@ class Journal:
         offset: int | str = "first" if self._next is None else self._next
         await queue.consume(self._on_message, arguments={"x-stream-offset": offset})
         log.info("journal consuming", offset=offset)
-        await self.connection.closed()
+        self.channel = channel
+        # A channel error (say, the stream deleted) ends consumption as surely as a lost link.
+        closings = [
+            asyncio.ensure_future(self.connection.closed()),
+            asyncio.ensure_future(channel.closed()),
+        ]
+        try:
+            await asyncio.wait(closings, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for closing in closings:
+                closing.cancel()
 
     async def _declare(self, channel: AbstractChannel) -> AbstractQueue:
         """The stream as it exists (its first declarer's arguments win), else a new one."""
@@ -164,7 +180,7 @@ class Journal:
             log.exception("journal entry failed", seq=offset, type=event.type)
 
     async def _close(self) -> None:
-        connection, self.connection = self.connection, None
+        connection, self.connection, self.channel = self.connection, None, None
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(Exception):
                 await connection.close()
