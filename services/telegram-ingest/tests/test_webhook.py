@@ -18,6 +18,7 @@ from common.events import (
     event_adapter,
 )
 from common.settings import Settings
+from telegram_ingest import mapping
 
 
 def _at(timestamp: int) -> datetime:
@@ -373,3 +374,21 @@ async def test_probes_answer(client: httpx.AsyncClient) -> None:
     assert health.status_code == 200
     assert ready.json() == {"status": "ok"}
     assert "telegram_ingest_publish_confirm_seconds_bucket" in metrics.text
+
+
+async def test_update_the_catalogue_cannot_hold_is_parked(
+    client: httpx.AsyncClient, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> MessageReceived:
+        return MessageReceived.model_validate({})
+
+    monkeypatch.setattr(mapping, "message_received", refuse)
+    await client.post("/telegram/webhook/", json=load_sample("business_connection"))
+    await events.next()
+
+    response = await client.post("/telegram/webhook/", json=load_sample("business_message"))
+
+    assert response.status_code == 200
+    parked = await events.next()
+    assert parked["type"] == "telegram.update.unparsed"
+    assert parked["error"].startswith("mapping: ")

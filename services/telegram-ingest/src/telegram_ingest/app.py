@@ -74,7 +74,10 @@ def build_app(settings: Settings) -> Starlette:
                     log.error("setWebhook failed", error=f"{type(error).__name__}: {error}")
             yield {"ingest": ingest}
 
-    endpoint = webhook_endpoint(ingest_of, settings.telegram_webhook_secret.get_secret_value())
+    secret = settings.telegram_webhook_secret.get_secret_value()
+    if not secret:
+        log.warning("TELEGRAM_WEBHOOK_SECRET is not set: every webhook request gets 401")
+    endpoint = webhook_endpoint(ingest_of, secret)
     routes: list[BaseRoute] = [
         Route(WEBHOOK_PATH, endpoint, methods=_ALL_METHODS),
         Route(WEBHOOK_PATH + "/", endpoint, methods=_ALL_METHODS),

@@ -74,9 +74,15 @@ class Ingest:
         except (ValidationError, ValueError, TypeError) as error:
             await park(self.publisher, update_id, str(error)[:4000], raw)
             return "parked"
-        result = await self.dispatcher.feed_update(
-            self.bot, update, owners=self.owners, publisher=self.publisher, raw_update=raw
-        )
+        try:
+            result = await self.dispatcher.feed_update(
+                self.bot, update, owners=self.owners, publisher=self.publisher, raw_update=raw
+            )
+        except ValidationError as error:
+            # aiogram took it but the catalogue cannot hold it: keep it for a person rather
+            # than have Telegram retry it for a day and drop it.
+            await park(self.publisher, update_id, f"mapping: {error}"[:4000], raw)
+            return "parked"
         if result is UNHANDLED:
             UPDATES_IGNORED.labels(type=kind).inc()
             return "ignored"
