@@ -1,9 +1,11 @@
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from websockets.asyncio.server import ServerConnection
 
+from common.events import SyncProgress
 from realtime.hub import Hub
 from realtime.testing import message_received
 
@@ -83,3 +85,33 @@ def test_user_without_events_since_resumes_with_nothing_missed() -> None:
 
     assert missed == []
     assert client.pending is None
+
+
+def test_frames_arriving_during_catch_up_follow_the_missed_ones() -> None:
+    hub = _hub(events=10, hours=24)
+    for seq in range(3):
+        _publish(hub, seq, timedelta(0))
+    client, missed = hub.attach(NO_CONNECTION, OWNER, is_admin=False, since=0)
+
+    _publish(hub, 3, timedelta(0))
+    queued = [hub.go_live(client), hub.go_live(client)]
+
+    assert _texts(missed) == ["seq 1", "seq 2"]
+    assert queued[0] is not None
+    assert _texts([queued[0]]) == ["seq 3"]
+    assert queued[1] is None
+    assert client.pending is None
+
+
+def test_admin_resume_merges_the_users_stream_with_sync_progress() -> None:
+    hub = _hub(events=10, hours=24)
+    _publish(hub, 0, timedelta(0))
+    hub.publish(1, SyncProgress(task_id=uuid.uuid4(), status="running"))
+    _publish(hub, 2, timedelta(0))
+    hub.publish(3, SyncProgress(task_id=uuid.uuid4(), status="completed"))
+
+    _admin, admin_missed = hub.attach(NO_CONNECTION, OWNER, is_admin=True, since=0)
+    _owner, owner_missed = hub.attach(NO_CONNECTION, OWNER, is_admin=False, since=0)
+
+    assert [json.loads(frame)["seq"] for frame in admin_missed] == [1, 2, 3]
+    assert [json.loads(frame)["seq"] for frame in owner_missed] == [2]
