@@ -71,6 +71,8 @@ def test_reply_and_echo_share_one_duplicate_key() -> None:
     assert routed_echo is not None
     assert routed_sent.key == routed_echo.key
     assert routed_sent.body["type"] == routed_echo.body["type"] == "message.created"
+    assert routed_sent.body["client_request_id"] == "r1"
+    assert routed_sent.body["message"] == routed_echo.body["message"]
 
 
 def test_sent_without_its_message_waits_for_the_echo() -> None:

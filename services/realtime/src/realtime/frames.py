@@ -147,6 +147,8 @@ def _deal_event(event: MessageSent | DealUpdated | DealRead | MessageSendFailed)
             view = _message(deal_id, connection, owner, event.message)
             body["type"] = "message.created"
             body["chat_id"] = event.chat_id or event.message.chat.id
+            # Lets the tab that sent the reply swap its optimistic bubble for this one.
+            body["client_request_id"] = event.client_request_id
             return Routed(
                 (owner,), ("message", deal_id, event.message_id), {**body, "message": view}
             )
