@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import aio_pika
 import pytest
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +27,7 @@ from common.testing import Infrastructure, settings_for
 from sync_worker.outbound import QUEUES, open_outbound, router
 from sync_worker.outbound.reading import mark_read, refusal_reason
 from sync_worker.outbound.resources import Outbound
+from sync_worker.outbound.subscribers import MESSAGE_SEND_QUEUE
 from sync_worker.outbound.testing import FakeBotApi, SeededDeal, fake_outbound, seed_deal
 
 if TYPE_CHECKING:
@@ -250,3 +252,20 @@ async def test_commands_are_consumed_from_their_queues(
     assert request is not None
     assert request.status == "sent"
     assert len(bot.calls_to("sendMessage")) == 1
+
+
+async def test_command_queues_have_a_single_active_consumer(
+    live_broker: tuple[RabbitBroker, asyncio.Queue[Event]], infrastructure: Infrastructure
+) -> None:
+    arguments = dict(MESSAGE_SEND_QUEUE.arguments or {})
+    without = {key: value for key, value in arguments.items() if key != "x-single-active-consumer"}
+
+    connection = await aio_pika.connect(infrastructure.rabbitmq_url)
+    async with connection:
+        same = await connection.channel()
+        await same.declare_queue(MESSAGE_SEND_QUEUE.name, durable=True, arguments=arguments)
+        other = await connection.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            await other.declare_queue(MESSAGE_SEND_QUEUE.name, durable=True, arguments=without)
+
+    assert arguments["x-single-active-consumer"] is True

@@ -258,6 +258,27 @@ async def test_request_left_sending_becomes_unknown_and_is_not_sent(
     assert [type(event) for event in published] == [MessageSendFailed, MessageSendFailed]
 
 
+async def test_send_whose_answer_never_comes_is_unknown_and_not_resent(
+    sessions: async_sessionmaker[AsyncSession],
+    dynamo: "DynamoDBClient",
+    settings: Settings,
+    bot: FakeBotApi,
+    clean_database: None,
+) -> None:
+    deal = await seed_deal(sessions, incoming=[5001])
+    bot.delay_next("sendMessage", 1.0)  # Telegram sends it, but the answer is lost
+    table = settings.dynamodb_messages_table
+
+    async with fake_outbound(sessions, dynamo, table, bot, timeout=0.3) as (worker, published):
+        await send(worker, _command(deal))
+        await send(worker, _command(deal))
+
+    assert len(bot.calls_to("sendMessage")) == 1
+    request = await _request(sessions, deal)
+    assert (request.status, request.reason) == ("unknown", "sendMessage: ReadTimeout")
+    assert [type(event) for event in published] == [MessageSendFailed, MessageSendFailed]
+
+
 async def test_reply_is_stored_once_despite_telegrams_echo(
     outbound: tuple[Outbound, list[Event]],
     bot: FakeBotApi,

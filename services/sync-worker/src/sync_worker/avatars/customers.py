@@ -133,7 +133,15 @@ async def _claim(
 ) -> dict[str, Any] | None:
     """Take the check if it is due: the avatar fields as they were, or None."""
     async with transaction(avatars.sessions) as session:
-        if create_for is not None:
+        # Most events find the check fresh: a plain read answers them without a lock.
+        checked = (
+            await session.execute(
+                select(Customer.avatar_checked_at).where(Customer.id == customer_id)
+            )
+        ).one_or_none()
+        if checked is not None and _fresh(checked.avatar_checked_at, avatars):
+            return None
+        if checked is None and create_for is not None:
             # The live writer may not have created the customer yet; it fills in the names.
             await session.execute(
                 insert(Customer)
@@ -141,13 +149,10 @@ async def _claim(
                 .on_conflict_do_nothing()
             )
         customer = await session.get(Customer, customer_id, with_for_update=True)
-        if customer is None:
-            return None
-        checked = customer.avatar_checked_at
-        if checked is not None and checked > utcnow() - avatars.refresh:
+        if customer is None or _fresh(customer.avatar_checked_at, avatars):
             return None
         claim = {
-            "avatar_checked_at": checked,
+            "avatar_checked_at": customer.avatar_checked_at,
             "avatar_key": customer.avatar_key,
             "avatar_file_unique_id": customer.avatar_file_unique_id,
             "avatar_url": customer.avatar_url,
@@ -199,6 +204,10 @@ async def _record_error(avatars: Avatars, customer_id: uuid.UUID, reason: str) -
             .where(Customer.id == customer_id)
             .values(avatar_error=reason[:1000], avatar_checked_at=func.now())
         )
+
+
+def _fresh(checked_at: datetime | None, avatars: Avatars) -> bool:
+    return checked_at is not None and checked_at > utcnow() - avatars.refresh
 
 
 def _image_type(content_type: str | None) -> str:

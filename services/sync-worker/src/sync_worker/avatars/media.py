@@ -10,6 +10,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
+from prometheus_client import Counter
 
 from common.dynamo import from_attributes, to_attributes
 from common.events import MediaDescriptor, MessageReceived
@@ -30,6 +31,10 @@ _DEFAULT_TYPES: Final = {
     "document": "application/octet-stream",
 }
 _DONE: Final = frozenset({"stored", "too_large"})
+
+MEDIA_COPIES = Counter(
+    "chat_sync_media_copies_total", "Message media handled, by resulting status.", ["status"]
+)
 
 
 class MessageNotStored(Exception):
@@ -125,3 +130,4 @@ async def _mark(
         if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             raise MessageNotStored(f"{key['deal_id']} {key['sk']}") from None
         raise
+    MEDIA_COPIES.labels(status).inc()

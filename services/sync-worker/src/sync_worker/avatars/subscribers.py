@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from typing import Annotated, Final
 
 from faststream import AckPolicy, Context
-from faststream.rabbit import RabbitRouter
+from faststream.rabbit import Channel, RabbitRouter
 
 from common.bus import EVENTS, consumer_queue
 from common.events import ConnectionUpdated, CustomerImported, MessageReceived
@@ -18,6 +18,8 @@ from sync_worker.avatars.media import copy_media
 from sync_worker.avatars.resources import Avatars
 
 SERVICE: Final = "avatar-worker"
+# Downloads are slow; a bounded prefetch leaves the rest to other avatar-worker processes.
+_channel = Channel(prefetch_count=20)
 
 _message_received = consumer_queue(SERVICE, "telegram.message.received")
 _connection_updated = consumer_queue(SERVICE, "telegram.connection.updated")
@@ -31,7 +33,7 @@ AvatarsDep = Annotated[Avatars, Context("avatars")]
 router = RabbitRouter()
 
 
-@router.subscriber(_message_received, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(_message_received, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
 async def on_message_received(event: MessageReceived, avatars: AvatarsDep) -> None:
     jobs: list[Awaitable[None]] = [copy_media(avatars, event)]
     if event.message.chat.type == "private":
@@ -40,12 +42,14 @@ async def on_message_received(event: MessageReceived, avatars: AvatarsDep) -> No
     await _all(jobs)
 
 
-@router.subscriber(_connection_updated, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(
+    _connection_updated, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR
+)
 async def on_connection_updated(event: ConnectionUpdated, avatars: AvatarsDep) -> None:
     await refresh_telegram(avatars, event.connection.user.id, [event.owner_user_id])
 
 
-@router.subscriber(_customer_imported, EVENTS, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(_customer_imported, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
 async def on_customer_imported(event: CustomerImported, avatars: AvatarsDep) -> None:
     await refresh_external(avatars, event)
 

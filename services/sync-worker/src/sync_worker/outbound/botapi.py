@@ -19,12 +19,19 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
+from prometheus_client import Counter
 
 from common.logging import redact_text
 from sync_worker.outbound.limits import Pace
 
 # Errors after which the request cannot have reached Telegram: always safe to retry.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+TELEGRAM_CALLS = Counter(
+    "chat_sync_telegram_calls_total",
+    "Bot API requests by method and answer: ok, flood (429), refused, server_error, network.",
+    ["method", "answer"],
+)
 
 
 class TelegramError(Exception):
@@ -96,13 +103,16 @@ class BotApi:
             try:
                 response = await self._http.post(url, json=dict(params))
             except _NOT_SENT as error:
+                TELEGRAM_CALLS.labels(method, "network").inc()
                 failure = f"{method}: {type(error).__name__}"
             except httpx.TransportError as error:
+                TELEGRAM_CALLS.labels(method, "network").inc()
                 if not idempotent:
                     raise OutcomeUnknown(f"{method}: {type(error).__name__}") from None
                 failure = f"{method}: {type(error).__name__}"
             else:
                 body = _json(response)
+                TELEGRAM_CALLS.labels(method, _answer(response.status_code)).inc()
                 if response.status_code == 200 and body.get("ok") is True:
                     return body.get("result")
                 description = str(body.get("description") or f"HTTP {response.status_code}")
@@ -157,6 +167,14 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise FileTooLarge(f"more than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _answer(status: int) -> str:
+    if status == 200:
+        return "ok"
+    if status == 429:
+        return "flood"
+    return "server_error" if status >= 500 else "refused"
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

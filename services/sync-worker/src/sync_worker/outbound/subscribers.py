@@ -9,7 +9,7 @@ the whole deployment without a shared store, and replies to a chat leave in the 
 from typing import Annotated, Final
 
 from faststream import AckPolicy, Context
-from faststream.rabbit import RabbitQueue, RabbitRouter
+from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 
 from common.bus import COMMANDS, consumer_queue
 from common.events import DealMarkRead, MessageSend
@@ -18,6 +18,8 @@ from sync_worker.outbound.resources import Outbound
 from sync_worker.outbound.sending import send
 
 SERVICE: Final = "sync-worker"
+# Deliveries are handled one at a time; a few prefetched ones save a round trip each.
+_channel = Channel(prefetch_count=10)
 
 
 def single_active(queue: RabbitQueue) -> RabbitQueue:
@@ -25,20 +27,22 @@ def single_active(queue: RabbitQueue) -> RabbitQueue:
     return queue
 
 
-_mark_read = single_active(consumer_queue(SERVICE, "deal.mark_read"))
-_message_send = single_active(consumer_queue(SERVICE, "message.send"))
-QUEUES: Final = [_mark_read.name, _message_send.name]
+MARK_READ_QUEUE = single_active(consumer_queue(SERVICE, "deal.mark_read"))
+MESSAGE_SEND_QUEUE = single_active(consumer_queue(SERVICE, "message.send"))
+QUEUES: Final = [MARK_READ_QUEUE.name, MESSAGE_SEND_QUEUE.name]
 
 OutboundDep = Annotated[Outbound, Context("outbound")]
 
 router = RabbitRouter()
 
 
-@router.subscriber(_mark_read, COMMANDS, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(MARK_READ_QUEUE, COMMANDS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
 async def on_deal_mark_read(command: DealMarkRead, outbound: OutboundDep) -> None:
     await mark_read(outbound, command)
 
 
-@router.subscriber(_message_send, COMMANDS, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(
+    MESSAGE_SEND_QUEUE, COMMANDS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR
+)
 async def on_message_send(command: MessageSend, outbound: OutboundDep) -> None:
     await send(outbound, command)

@@ -78,6 +78,7 @@ class FakeBotApi:
         self.files: dict[str, StoredFile] = {}
         self.pages: dict[str, Page] = {}
         self._scripted: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self._delays: dict[str, list[float]] = defaultdict(list)
         self._message_ids = itertools.count(9001)
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -93,6 +94,10 @@ class FakeBotApi:
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
         self._scripted[method].append((status, body))
+
+    def delay_next(self, method: str, seconds: float) -> None:
+        """The next call of `method` is carried out, but answered only after `seconds`."""
+        self._delays[method].append(seconds)
 
     def add_file(
         self,
@@ -161,6 +166,8 @@ class FakeBotApi:
         method = request.path_params["method"]
         params: dict[str, Any] = await request.json()
         self.calls.append(Call(method, params))
+        if self._delays[method]:
+            await asyncio.sleep(self._delays[method].pop(0))
         if self._scripted[method]:
             status, body = self._scripted[method].pop(0)
             return JSONResponse(body, status)
@@ -339,6 +346,7 @@ async def fake_outbound(
     *,
     chat_rate: float = 100.0,
     bot_rate: float = 1000.0,
+    timeout: float = 10.0,
 ) -> AsyncIterator[tuple[Outbound, list[Event]]]:
     """Outbound resources pointed at the fake Bot API; published events land in the list."""
     published: list[Event] = []
@@ -346,7 +354,7 @@ async def fake_outbound(
     async def publish(event: Event) -> None:
         published.append(event)
 
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=timeout) as http:
         yield (
             Outbound(
                 sessions=sessions,
