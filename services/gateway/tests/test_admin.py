@@ -6,7 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from common.models import SyncRun
 from gateway.admin import auth as admin_auth
 
 pytestmark = pytest.mark.usefixtures("fresh")
@@ -89,3 +91,21 @@ async def test_admin_mark_read_action_publishes_the_command(
 
     assert answer.status_code == 302
     assert json.loads(published[0].body)["deal_id"] == str(deal.id)
+
+
+async def test_admin_start_sync_action_creates_a_pending_run_and_publishes_it(
+    client: httpx.AsyncClient, commands: Any, sessions: Any
+) -> None:
+    client.cookies.clear()
+    await _login(client, "test-admin-password")
+
+    answer = await client.get("/admin/sync-run/action/start-sync", params={"pks": ""})
+    published = await commands(1)
+    client.cookies.clear()
+
+    async with sessions() as session:
+        runs = (await session.scalars(select(SyncRun))).all()
+    assert answer.status_code == 302
+    assert [run.status for run in runs] == ["pending"]
+    assert published[0].routing_key == "sync.start"
+    assert json.loads(published[0].body)["task_id"] == str(runs[0].id)
