@@ -174,6 +174,7 @@ class Realtime:
 
     async def stop(self) -> None:
         """Close every connection with 1012 (clients resume elsewhere), then the journal."""
+        log.info("realtime stopping", connections=sum(map(len, self.hub.clients.values())))
         if self.server is not None:
             self.server.close(code=SERVICE_RESTART, reason="service restart")
             await self.server.wait_closed()
