@@ -79,18 +79,20 @@ async def apply(
     await _save_connections(session, events)
     await _save_customers(session, chat_events)
     touched = await _lock_deals(session, chat_events)
-    for event in chat_events:
-        state = touched[deal_id_of(event)]
-        if isinstance(event, MessagesDeleted):
-            for message_id in event.message_ids:
-                await _delete(session, state, message_id)
-        else:
-            await _store(session, state, event)
-    for state in touched.values():
-        if state.refresh_preview:
-            await _refresh_preview(session, state.deal, load_preview)
-        if _snapshot(state.deal) != state.before:
-            state.deal.version += 1
+    # The deals are written once, at the commit, not before every statement.
+    with session.no_autoflush:
+        for event in chat_events:
+            state = touched[deal_id_of(event)]
+            if isinstance(event, MessagesDeleted):
+                for message_id in event.message_ids:
+                    await _delete(session, state, message_id)
+            else:
+                await _store(session, state, event)
+        for state in touched.values():
+            if state.refresh_preview:
+                await _refresh_preview(session, state.deal, load_preview)
+            if _snapshot(state.deal) != state.before:
+                state.deal.version += 1
     return [state.deal for state in touched.values()]
 
 
