@@ -6,9 +6,8 @@ instance and survive restarts. A RabbitMQ stream queue (`realtime.journal`, boun
 ours in the path: RabbitMQ appends each event once and numbers it with its offset; every
 instance reads the same stream with its own consumer (streams are non-destructive), so every
 instance sees the same event under the same offset; the stream is durable (replicated on a
-cluster), so
-the numbering outlives any instance. A single-active-consumer sequencer writing its own
-journal would add a hop, a leader to fail over and a second store for the same facts.
+cluster), so the numbering outlives any instance. A single-active-consumer sequencer writing
+its own journal would add a hop, a leader to fail over and a second store for the same facts.
 The stream is bound to the routing keys realtime shows, not `#`: a batch sync's thousands of
 `customer.imported` and the raw `telegram.update.unparsed` would only lengthen every replay.
 
