@@ -2,10 +2,12 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import httpx
+from asgi_lifespan import LifespanManager
 from ingest_fakes import Events, FakeBotAPI, connection_result, load_sample
 
 from common.settings import Settings
-from telegram_ingest.app import open_ingest
+from telegram_ingest.app import build_app, open_ingest
 from telegram_ingest.polling import poll
 
 
@@ -76,3 +78,27 @@ async def test_unparseable_update_is_parked_and_passed(
         await polling
 
     assert [event["type"] for event in await events.drain()] == ["telegram.update.unparsed"]
+
+
+async def test_poll_mode_app_serves_probes_and_stops_with_its_lifespan(
+    app_settings: Settings, bot_api: FakeBotAPI, events: Events
+) -> None:
+    bot_api.updates = [load_sample("business_connection")]
+    app = build_app(app_settings, polling=True)
+
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://i"
+        ) as client,
+    ):
+        await _until(lambda: 900000002 in _offsets(bot_api))
+        ready = await client.get("/readyz")
+        webhook = await client.post("/telegram/webhook/", json={"update_id": 1})
+    calls_after_stop = len(bot_api.calls)
+    await asyncio.sleep(0.2)
+
+    assert ready.status_code == 200
+    assert webhook.status_code == 404
+    assert [event["update_id"] for event in await events.drain()] == [900000001]
+    assert len(bot_api.calls) == calls_after_stop

@@ -1,9 +1,12 @@
-"""`telegram-ingest [serve|set-webhook|delete-webhook|webhook-info|poll]` (serve by default)."""
+"""`telegram-ingest [serve|set-webhook|delete-webhook|webhook-info|poll]` (serve by default).
+
+`poll` runs the same process without a webhook: getUpdates in the background, probes on the
+same port, SIGTERM handled by uvicorn like `serve`.
+"""
 
 import argparse
 import asyncio
 import json
-import signal
 import sys
 
 import structlog
@@ -12,18 +15,19 @@ import uvicorn
 from common.logging import configure_logging
 from common.settings import InsecureSettingsError, Settings, get_settings
 from telegram_ingest import telegram
-from telegram_ingest.app import build_app, open_ingest
-from telegram_ingest.polling import poll
+from telegram_ingest.app import build_app
 
 log = structlog.get_logger(__name__)
 
 COMMANDS = ("serve", "set-webhook", "delete-webhook", "webhook-info", "poll")
 
 
-def _serve(settings: Settings) -> None:
-    settings.require_secrets("telegram_bot_token", "telegram_webhook_secret")
+def _serve(settings: Settings, *, polling: bool) -> None:
+    settings.require_secrets(
+        "telegram_bot_token", *(() if polling else ("telegram_webhook_secret",))
+    )
     config = uvicorn.Config(
-        build_app(settings),
+        build_app(settings, polling=polling),
         host=settings.bind_host,
         port=settings.telegram_ingest_port,
         log_config=None,
@@ -34,18 +38,6 @@ def _serve(settings: Settings) -> None:
         timeout_graceful_shutdown=15,
     )
     uvicorn.Server(config).run()
-
-
-async def _poll(settings: Settings) -> None:
-    settings.require_secrets("telegram_bot_token")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with open_ingest(settings) as ingest:
-        log.info("polling getUpdates")
-        offset = await poll(ingest, stop)
-    log.info("polling stopped", offset=offset)
 
 
 async def run_admin(settings: Settings, command: str) -> None:
@@ -71,10 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     configure_logging("telegram-ingest", settings.log_level)
     try:
-        if command == "serve":
-            _serve(settings)
-        elif command == "poll":
-            asyncio.run(_poll(settings))
+        if command in ("serve", "poll"):
+            _serve(settings, polling=command == "poll")
         else:
             asyncio.run(run_admin(settings, command))
     except InsecureSettingsError as error:

@@ -1,5 +1,6 @@
 """The ASGI app: the webhook route, probes, and the resources made in `lifespan`."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -8,13 +9,14 @@ import structlog
 from aiogram import Bot
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from common.health import Check, probe_routes
 from common.settings import Settings
 from telegram_ingest import telegram
 from telegram_ingest.ingest import Ingest, build_dispatcher
 from telegram_ingest.owners import Owners
+from telegram_ingest.polling import poll
 from telegram_ingest.publishing import Publisher, connect, declare
 from telegram_ingest.webhook import webhook_endpoint
 
@@ -61,10 +63,16 @@ async def open_ingest(
         await bot.session.close()
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_app(settings: Settings, *, polling: bool = False) -> Starlette:
+    """The webhook app; with `polling`, getUpdates in the background and only the probes."""
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         async with open_ingest(settings) as ingest:
+            if polling:
+                async with polling_in_background(ingest):
+                    yield {"ingest": ingest}
+                return
             if settings.telegram_webhook_url:
                 try:
                     await telegram.set_webhook(ingest.bot, settings)
@@ -74,13 +82,28 @@ def build_app(settings: Settings) -> Starlette:
                     log.error("setWebhook failed", error=f"{type(error).__name__}: {error}")
             yield {"ingest": ingest}
 
-    secret = settings.telegram_webhook_secret.get_secret_value()
-    if not secret:
-        log.warning("TELEGRAM_WEBHOOK_SECRET is not set: every webhook request gets 401")
-    endpoint = webhook_endpoint(ingest_of, secret)
-    routes: list[BaseRoute] = [
-        Route(WEBHOOK_PATH, endpoint, methods=_ALL_METHODS),
-        Route(WEBHOOK_PATH + "/", endpoint, methods=_ALL_METHODS),
-        *probe_routes(_checks),
-    ]
+    routes = probe_routes(_checks)
+    if not polling:
+        secret = settings.telegram_webhook_secret.get_secret_value()
+        if not secret:
+            log.warning("TELEGRAM_WEBHOOK_SECRET is not set: every webhook request gets 401")
+        endpoint = webhook_endpoint(ingest_of, secret)
+        routes += [
+            Route(WEBHOOK_PATH, endpoint, methods=_ALL_METHODS),
+            Route(WEBHOOK_PATH + "/", endpoint, methods=_ALL_METHODS),
+        ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+@asynccontextmanager
+async def polling_in_background(ingest: Ingest) -> AsyncIterator[None]:
+    """Poll while the app runs; on shutdown, stop and let the update in hand finish."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(poll(ingest, stop))
+    log.info("polling getUpdates")
+    try:
+        yield
+    finally:
+        stop.set()
+        offset = await task
+        log.info("polling stopped", offset=offset)

@@ -46,11 +46,15 @@ async def poll(
     backoff_seconds: float = 1.0,
 ) -> int | None:
     """Run until `stop` is set; returns the offset reached (the next update id wanted)."""
-    await delete_webhook(ingest.bot)
+    webhook_deleted = False
     offset: int | None = None
     delay = backoff_seconds
     while not stop.is_set():
         try:
+            if not webhook_deleted:
+                # getUpdates is refused while a webhook is set.
+                await delete_webhook(ingest.bot)
+                webhook_deleted = True
             updates = await _fetch(ingest, stop, offset, long_poll_seconds)
             if updates is None:
                 break
@@ -66,7 +70,7 @@ async def poll(
             # Keep the offset: the same update is fetched again once the dependency is back.
             log.warning("update not confirmed, retrying", reason=error.reason, offset=offset)
         except Exception as error:
-            log.warning("getUpdates failed", error=f"{type(error).__name__}: {error}"[:300])
+            log.warning("Bot API call failed", error=f"{type(error).__name__}: {error}"[:300])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, MAX_BACKOFF_SECONDS)
