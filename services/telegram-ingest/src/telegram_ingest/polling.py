@@ -70,7 +70,7 @@ async def poll(
             # Keep the offset: the same update is fetched again once the dependency is back.
             log.warning("update not confirmed, retrying", reason=error.reason, offset=offset)
         except Exception as error:
-            log.warning("Bot API call failed", error=f"{type(error).__name__}: {error}"[:300])
+            log.warning("polling step failed", error=f"{type(error).__name__}: {error}"[:300])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, MAX_BACKOFF_SECONDS)
