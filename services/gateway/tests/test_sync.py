@@ -9,9 +9,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from common.bus import make_broker
 from common.events import SyncStart
 from common.models import Outbox, SyncRetryChat, SyncRun
-from gateway.sync import outbox
+from gateway import commands as gateway_commands
+from gateway.deps import Resources
+from gateway.problems import ProblemError
+from gateway.sync import outbox, runs
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
@@ -166,3 +170,31 @@ async def test_relay_publishes_a_command_left_unpublished_by_a_crash(
         row = await session.scalar(select(Outbox))
     assert row is not None
     assert row.published_at is not None
+
+
+async def test_start_with_the_broker_down_still_commits_and_the_relay_delivers_later(
+    settings: Any,
+    engine: Any,
+    sessions: Any,
+    commands: Any,
+    dynamo_client: Any,
+    s3_test_client: Any,
+) -> None:
+    # This broker never connects, so whatever arrives was published by the app's relay.
+    down = make_broker(settings.rabbitmq_url.get_secret_value(), publish_timeout=1)
+    resources = Resources(settings, engine, sessions, dynamo_client, s3_test_client, down)
+
+    started = await runs.start(resources, None, "900000001")
+    published = await commands(1, timeout=10)
+
+    assert isinstance(started, runs.Started)
+    assert json.loads(published[0].body)["task_id"] == str(started.task_id)
+
+
+async def test_command_publish_failure_is_a_503_problem(settings: Any) -> None:
+    down = make_broker(settings.rabbitmq_url.get_secret_value(), publish_timeout=1)
+
+    with pytest.raises(ProblemError) as raised:
+        await gateway_commands.send(down, SyncStart(task_id=uuid.uuid4()), timeout=1)
+
+    assert raised.value.status == 503
