@@ -15,10 +15,9 @@ any arrival order:
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +28,6 @@ from common.events import (
     MessagePreview,
     MessageReceived,
     MessagesDeleted,
-    TelegramChat,
     TelegramMessage,
     utcnow,
 )
@@ -40,10 +38,11 @@ from common.ids import (
     telegram_message_key,
 )
 from common.messages import direction_of, preview_text
-from common.models import BusinessConnection, Customer, Deal, MessageKey, TelegramUser
+from common.models import Deal, MessageKey
+from sync_worker import parties
+from sync_worker.parties import ChatEvent as ChatEvent
+from sync_worker.parties import LiveEvent as LiveEvent
 
-ChatEvent = MessageReceived | MessageEdited | MessagesDeleted
-LiveEvent = ConnectionUpdated | ChatEvent
 # Reads the preview of a stored message (from DynamoDB) when the newest one was deleted.
 PreviewLoader = Callable[[uuid.UUID, str], Awaitable[MessagePreview | None]]
 
@@ -75,9 +74,9 @@ async def apply(
     chat_events = [event for event in events if not isinstance(event, ConnectionUpdated)]
     # Rows are locked in one order (owners, connections, customers, deals, each sorted),
     # so concurrent batches wait for each other instead of deadlocking.
-    await _save_owners(session, events)
-    await _save_connections(session, events)
-    await _save_customers(session, chat_events)
+    await parties.save_owners(session, events)
+    await parties.save_connections(session, events)
+    await parties.save_customers(session, chat_events)
     touched = await _lock_deals(session, chat_events)
     # The deals are written once, at the commit, not before every statement.
     with session.no_autoflush:
@@ -113,124 +112,7 @@ def deal_updated(deal: Deal) -> DealUpdated:
     )
 
 
-# --- owners, connections, customers, deals ----------------------------------------------
-
-
-async def _save_owners(session: AsyncSession, events: Sequence[LiveEvent]) -> None:
-    named: dict[int, dict[str, Any]] = {}
-    known: set[int] = set()
-    for event in events:
-        owner = int(event.owner_user_id)
-        known.add(owner)
-        if isinstance(event, ConnectionUpdated):
-            user = event.connection.user
-            named[int(user.id)] = {
-                "first_name": user.first_name,
-                "last_name": user.last_name,
-                "username": user.username,
-            }
-            known.add(int(user.id))
-    for owner in sorted(known):
-        statement = insert(TelegramUser).values(id=owner, **named.get(owner, {}))
-        if owner in named:
-            statement = statement.on_conflict_do_update(
-                index_elements=[TelegramUser.id], set_=named[owner]
-            )
-        else:
-            statement = statement.on_conflict_do_nothing()
-        await session.execute(statement)
-
-
-async def _save_connections(session: AsyncSession, events: Sequence[LiveEvent]) -> None:
-    updates = sorted(
-        (event for event in events if isinstance(event, ConnectionUpdated)),
-        key=lambda event: (event.connection.id, event.connection.date),
-    )
-    pending = {
-        event.business_connection_id: int(event.owner_user_id)
-        for event in events
-        if not isinstance(event, ConnectionUpdated)
-    }
-    for connection_id in sorted(set(pending) - {event.connection.id for event in updates}):
-        await session.execute(
-            insert(BusinessConnection)
-            .values(id=connection_id, owner_user_id=pending[connection_id], status="pending")
-            .on_conflict_do_nothing()
-        )
-    for event in updates:
-        await _apply_connection(session, event)
-
-
-async def _apply_connection(session: AsyncSession, event: ConnectionUpdated) -> None:
-    """Newest `date` wins (at equal dates the later arrival); `connected_at` is the earliest."""
-    connection = event.connection
-    statement = insert(BusinessConnection).values(
-        id=connection.id,
-        owner_user_id=int(connection.user.id),
-        user_chat_id=int(connection.user_chat_id),
-        is_enabled=connection.is_enabled,
-        rights=dict(connection.rights),
-        status="active" if connection.is_enabled else "disabled",
-        source_date=connection.date,
-        connected_at=connection.date if connection.is_enabled else None,
-        disabled_at=None if connection.is_enabled else connection.date,
-    )
-    table, new = BusinessConnection, statement.excluded
-    newer = or_(table.source_date.is_(None), table.source_date <= new.source_date)
-    fields = ("owner_user_id", "user_chat_id", "is_enabled", "rights", "status", "disabled_at")
-    changes: dict[str, Any] = {
-        name: case((newer, getattr(new, name)), else_=getattr(table, name)) for name in fields
-    }
-    changes["source_date"] = func.greatest(table.source_date, new.source_date)
-    changes["connected_at"] = func.least(table.connected_at, new.connected_at)
-    changes["updated_at"] = func.now()
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=[BusinessConnection.id], set_=changes)
-    )
-
-
-async def _save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> None:
-    """Customer names come from the newest dated update; a delete only creates the row."""
-    newest: dict[str, tuple[TelegramChat, datetime | None]] = {}
-    for event in events:
-        chat, date = _chat_and_date(event)
-        current = newest.get(chat.id)
-        if current is None or (date is not None and (current[1] is None or date >= current[1])):
-            newest[chat.id] = (chat, date)
-    for chat_id in sorted(newest, key=lambda value: str(customer_id_for_telegram(value))):
-        chat, date = newest[chat_id]
-        names = {
-            "name": _full_name(chat),
-            "first_name": chat.first_name,
-            "last_name": chat.last_name,
-            "username": chat.username,
-            "source_date": date,
-        }
-        statement = insert(Customer).values(
-            id=customer_id_for_telegram(chat_id), source="telegram", external_id=chat_id, **names
-        )
-        if date is None:
-            await session.execute(statement.on_conflict_do_nothing())
-            continue
-        newer = or_(Customer.source_date.is_(None), Customer.source_date <= date)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[Customer.id],
-                set_={**names, "updated_at": func.now()},
-                where=newer,
-            )
-        )
-
-
-def _chat_and_date(event: ChatEvent) -> tuple[TelegramChat, datetime | None]:
-    if isinstance(event, MessagesDeleted):
-        return event.chat, None
-    return event.message.chat, event.message.edit_date or event.message.date
-
-
-def _full_name(chat: TelegramChat) -> str:
-    parts = [part for part in (chat.first_name, chat.last_name) if part]
-    return " ".join(parts) or chat.title or chat.username or str(chat.id)
+# --- deals and messages -------------------------------------------------------------------
 
 
 async def _lock_deals(
@@ -270,9 +152,6 @@ def _snapshot(deal: Deal) -> tuple[Any, ...]:
         deal.synced_at,
         deal.customer_id,
     )
-
-
-# --- messages --------------------------------------------------------------------------------
 
 
 async def _store(
