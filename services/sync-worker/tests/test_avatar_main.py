@@ -1,9 +1,16 @@
 """The avatar worker as it runs: probes, the bucket, and events through the real broker."""
 
 import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -115,3 +122,89 @@ async def _wait_for_avatar(
             return customer
         await asyncio.sleep(0.1)
     raise AssertionError("the avatar was not stored within 10 s")
+
+
+def _environment(settings: Settings, **extra: str) -> dict[str, str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("POSTGRES_", "TELEGRAM_", "DATABASE_", "DEBUG"))
+    }
+    environment.update(
+        {
+            "DATABASE_URL": settings.sqlalchemy_url,
+            "RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+            "AWS_ENDPOINT_URL_DYNAMODB": settings.aws_endpoint_url_dynamodb or "",
+            "AWS_ENDPOINT_URL_S3": settings.aws_endpoint_url_s3 or "",
+            "DYNAMODB_MESSAGES_TABLE": settings.dynamodb_messages_table,
+            "S3_BUCKET": settings.s3_bucket,
+            "TELEGRAM_API_URL": settings.telegram_api_url,
+            **extra,
+        }
+    )
+    return environment
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_avatar_worker_process_answers_healthz_and_stops_on_sigterm(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    token = worker_settings.telegram_bot_token.get_secret_value()
+    environment = _environment(
+        worker_settings, AVATAR_WORKER_PORT=str(port), TELEGRAM_BOT_TOKEN=token
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sync_worker.avatar_main",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(150):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the avatar worker did not become ready")
+
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = (await process.stdout.read()).decode() if process.stdout else ""
+
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
+    assert "Application shutdown complete." in output
+    assert token not in output
+
+
+async def test_production_start_without_a_bot_token_is_refused(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    environment = _environment(worker_settings, DEBUG="false", TELEGRAM_BOT_TOKEN="")
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sync_worker.avatar_main"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert b"TELEGRAM_BOT_TOKEN" in result.stderr

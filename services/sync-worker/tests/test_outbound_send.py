@@ -1,5 +1,7 @@
 """`message.send` against the fake Bot API over real HTTP, real PostgreSQL and DynamoDB."""
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -256,6 +258,31 @@ async def test_request_left_sending_becomes_unknown_and_is_not_sent(
     request = await _request(sessions, deal)
     assert (request.status, request.reason) == ("unknown", UNKNOWN_REASON)
     assert [type(event) for event in published] == [MessageSendFailed, MessageSendFailed]
+
+
+async def test_worker_killed_during_a_send_leaves_it_unknown_and_not_sent_twice(
+    outbound: tuple[Outbound, list[Event]],
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    worker, published = outbound
+    deal = await seed_deal(sessions, incoming=[5001])
+    bot.delay_next("sendMessage", 1.0)
+    sending = asyncio.create_task(send(worker, _command(deal)))
+    for _ in range(500):
+        if bot.calls_to("sendMessage"):
+            break
+        await asyncio.sleep(0.01)
+    sending.cancel()  # the worker dies while Telegram is handling the request
+    with contextlib.suppress(asyncio.CancelledError):
+        await sending
+
+    await send(worker, _command(deal))  # the command is delivered again
+
+    assert len(bot.calls_to("sendMessage")) == 1
+    request = await _request(sessions, deal)
+    assert (request.status, request.reason) == ("unknown", UNKNOWN_REASON)
+    assert [type(event) for event in published] == [MessageSendFailed]
 
 
 async def test_send_whose_answer_never_comes_is_unknown_and_not_resent(

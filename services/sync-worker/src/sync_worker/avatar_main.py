@@ -6,6 +6,7 @@ declared, then started). uvicorn turns SIGTERM into the lifespan's shutdown, whe
 stops taking deliveries and lets the ones in flight finish.
 """
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ def _checks(request: Request) -> Mapping[str, Check]:
 def main() -> None:
     settings = get_settings()
     configure_logging("avatar-worker", settings.log_level)
+    # httpx logs every request line at INFO; Bot API lines would be noise (redacted or not).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings.require_secrets("telegram_bot_token")
     if settings.database_url is None:
         settings.require_secrets("postgres_password")
