@@ -4,7 +4,14 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_fakes import Events
+from ingest_fakes import (
+    CONNECTION_ID,
+    SAMPLE_NAMES,
+    Events,
+    FakeBotAPI,
+    connection_result,
+    load_sample,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -55,3 +62,53 @@ async def test_malformed_bodies_never_5xx_and_never_a_normal_event(
     assert response.status_code in (200, 400)
     assert {event["type"] for event in published} <= {"telegram.update.unparsed"}
     assert len(published) <= (1 if response.status_code == 200 else 0)
+
+
+def _paths(value: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+def _replace(value: Any, path: tuple[str | int, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replace(value[path[0]], path[1:], new)  # type: ignore[index]
+    return copy
+
+
+@st.composite
+def mutated_samples(draw: st.DrawFn) -> dict[str, Any]:
+    update = load_sample(draw(st.sampled_from(SAMPLE_NAMES)))
+    paths = [path for path in _paths(update) if path != ("update_id",)]
+    path = draw(st.sampled_from(paths))
+    mutated: dict[str, Any] = _replace(update, path, draw(json_values))
+    return mutated
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(update=mutated_samples())
+async def test_mutated_samples_never_5xx_but_503_and_give_at_most_one_event(
+    update: dict[str, Any], client: httpx.AsyncClient, events: Events, bot_api: FakeBotAPI
+) -> None:
+    bot_api.connections[CONNECTION_ID] = connection_result()
+
+    response = await client.post("/telegram/webhook/", json=update)
+
+    published = await events.drain()
+    if response.status_code == 503:  # a connection id the fake Bot API does not know
+        assert published == []
+    else:
+        assert response.status_code == 200
+        assert len(published) <= 1
+        assert all(event["update_id"] == update["update_id"] for event in published)
