@@ -202,6 +202,7 @@ async def test_reply_publishes_message_send_with_a_generated_request_id(
         {"text": "ok", "client_request_id": "has space"},
         {"text": "ok", "reply_to_message_id": "abc"},
         {"text": "nul\u0000"},
+        {"text": " \n\t "},
     ],
 )
 async def test_bad_reply_is_a_422_problem(

@@ -24,6 +24,12 @@ def _storable(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 def _date_means_midnight(value: object) -> object:
     if isinstance(value, datetime):
         return value
@@ -46,6 +52,7 @@ def _in_utc(value: datetime) -> datetime:
 
 
 StorableText = Annotated[str, AfterValidator(_storable)]
+MessageText = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]
 # `2025-01-01` means 00:00 UTC; otherwise an RFC 3339 date-time with its offset.
 UtcDatetime = Annotated[
     AwareDatetime, BeforeValidator(_date_means_midnight), AfterValidator(_in_utc)

@@ -42,6 +42,7 @@ class Problem(BaseModel):
     status: int = Field(examples=[404])
     detail: str = Field(examples=["deal not found"])
     task_id: str | None = Field(default=None, description="The active sync task (409 only).")
+    status_url: str | None = Field(default=None, description="Its status (409 only).")
     errors: list[FieldError] | None = Field(
         default=None, description="The fields that failed validation (422 only)."
     )

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.inputs import StorableText
+from gateway.inputs import MessageText, StorableText
 
 EXAMPLE_DEAL_ID = "9b2d6c8e-3f1a-5b7c-9d0e-1f2a3b4c5d6e"
 EXAMPLE_CUSTOMER_ID = "4e5f6a7b-8c9d-5e0f-a1b2-c3d4e5f6a7b8"
@@ -115,7 +115,7 @@ class MarkReadOut(BaseModel):
 
 
 class SendIn(BaseModel):
-    text: StorableText = Field(min_length=1, max_length=4096, examples=["Yes, it is ready!"])
+    text: MessageText = Field(min_length=1, max_length=4096, examples=["Yes, it is ready!"])
     reply_to_message_id: str | None = Field(
         default=None, pattern=r"^[1-9][0-9]{0,11}$", examples=["5012"]
     )
