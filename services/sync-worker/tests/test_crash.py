@@ -2,7 +2,6 @@
 counters equal what the DynamoDB items say."""
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ from common.settings import Settings
 from common.testing import Infrastructure, settings_for
 from sync_worker.live import Stores
 from sync_worker.store import LiveEvent
-from sync_worker.testing import counted_from_items, deal_of, items_of, keys_of
+from sync_worker.testing import counted_from_items, deal_of, items_of, keys_of, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -104,27 +103,15 @@ class WorkerProcess:
         self.port = _free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    def env(self, extra: dict[str, str]) -> dict[str, str]:
-        settings = self.settings
-        return {
-            **os.environ,
-            "DEBUG": "true",
-            "LOG_LEVEL": "WARNING",
-            "DATABASE_URL": settings.database_url or "",
-            "RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
-            "AWS_ENDPOINT_URL_DYNAMODB": settings.aws_endpoint_url_dynamodb or "",
-            "AWS_REGION": settings.aws_region,
-            "DYNAMODB_MESSAGES_TABLE": settings.dynamodb_messages_table,
-            "BIND_HOST": "127.0.0.1",
-            "SYNC_WORKER_PORT": str(self.port),
-            **extra,
-        }
-
     async def start(self, *args: str, extra: dict[str, str] | None = None) -> None:
         command = [sys.executable, *(args or ("-m", "sync_worker"))]
         with (self.cwd / f"worker-{uuid.uuid4().hex[:6]}.log").open("wb") as log:
             self.process = subprocess.Popen(  # noqa: ASYNC220
-                command, cwd=self.cwd, env=self.env(extra or {}), stdout=log, stderr=log
+                command,
+                cwd=self.cwd,
+                env=worker_env(self.settings, SYNC_WORKER_PORT=str(self.port), **(extra or {})),
+                stdout=log,
+                stderr=log,
             )
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}") as client:
             for _ in range(300):

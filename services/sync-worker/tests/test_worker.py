@@ -1,8 +1,11 @@
 """The worker through the real broker: subscribers, retries, deal.updated, probes, requeue."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +21,7 @@ from common.testing import Infrastructure, settings_for
 from sync_worker import live
 from sync_worker.app import create_app
 from sync_worker.live import Stores
-from sync_worker.requeue import requeue_dead
-from sync_worker.testing import deal_of, event_from_update, items_of
+from sync_worker.testing import deal_of, event_from_update, items_of, worker_env
 
 CONNECTION = "AbCdEfGh0123456789_-business-conn-1"
 DEAL = deal_id_for_telegram(CONNECTION, 222222222)
@@ -117,6 +119,7 @@ async def test_probes_answer_while_the_worker_runs(worker: httpx.AsyncClient) ->
     assert readyz.status_code == 200, readyz.text
     assert readyz.json() == {"status": "ok"}
     assert "chat_sync_messages_retried_total" in metrics.text
+    assert "sync_worker_live_batch_size_bucket" in metrics.text
 
 
 async def test_failure_after_the_dynamodb_write_is_retried_to_a_consistent_state(
@@ -151,12 +154,13 @@ async def test_failure_after_the_dynamodb_write_is_retried_to_a_consistent_state
     assert deal.synced_at is not None
 
 
-async def test_parked_message_is_requeued_and_then_stored(
+async def test_parked_message_is_requeued_by_the_cli_and_then_stored(
     worker: httpx.AsyncClient,
     publisher: RabbitBroker,
     stores: Stores,
     samples: dict[str, dict[str, Any]],
     worker_settings: Settings,
+    tmp_path: Path,
 ) -> None:
     queue = "sync-worker.telegram.message.received"
     event = event_from_update(samples["business_message"])
@@ -172,14 +176,22 @@ async def test_parked_message_is_requeued_and_then_stored(
     await asyncio.sleep(0.2)
     assert await deal_of(stores, DEAL) is None
 
-    moved = await requeue_dead(worker_settings.rabbitmq_url.get_secret_value(), [queue])
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sync_worker", "requeue-dead", queue],
+        env=worker_env(worker_settings),
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
 
     async def stored() -> bool:
         deal = await deal_of(stores, DEAL)
         return deal is not None and deal.total_messages == 1
 
     await eventually(stored)
-    assert moved == {queue: 1}
+    assert cli.stdout.decode() == f"{queue}: 1 requeued\n"
 
 
 async def test_missing_table_makes_readyz_name_dynamodb(

@@ -7,14 +7,33 @@ is never a commit per message while messages queue up.
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
+from prometheus_client import Counter, Histogram
 
 from common.events import DealUpdated
 from sync_worker.store import LiveEvent
 
 log = structlog.get_logger(__name__)
+
+EVENTS_WRITTEN = Counter(
+    "sync_worker_live_events_total", "Live Telegram events written to both stores.", ["type"]
+)
+EVENTS_FAILED = Counter(
+    "sync_worker_live_events_failed_total",
+    "Live events whose write failed (then retried).",
+    ["type"],
+)
+BATCH_SIZE = Histogram(
+    "sync_worker_live_batch_size",
+    "Events per group commit.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
+BATCH_SECONDS = Histogram(
+    "sync_worker_live_batch_seconds", "Time to write one batch to both stores and announce it."
+)
 
 Persist = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
 Publish = Callable[[DealUpdated], Awaitable[None]]
@@ -42,18 +61,26 @@ class Batcher:
             await self._run(batch)
 
     async def _run(self, batch: list[tuple[LiveEvent, asyncio.Future[None]]]) -> None:
+        started = time.perf_counter()
         try:
             updates = await self._persist([event for event, _ in batch])
             await asyncio.gather(*(self._publish(update) for update in updates))
         except Exception as error:
             if len(batch) > 1:
                 # One bad event must not fail its neighbours: each is tried alone.
-                log.warning("batch failed, retrying its events one by one", size=len(batch))
+                log.warning(
+                    "batch failed, trying its events one by one", size=len(batch), error=repr(error)
+                )
                 for entry in batch:
                     await self._run([entry])
                 return
+            EVENTS_FAILED.labels(type=batch[0][0].type).inc()
             _settle(batch, error)
             return
+        BATCH_SIZE.observe(len(batch))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        for event, _ in batch:
+            EVENTS_WRITTEN.labels(type=event.type).inc()
         _settle(batch, None)
 
 

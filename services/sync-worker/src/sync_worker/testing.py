@@ -2,6 +2,7 @@
 as telegram-ingest builds them from Telegram updates, fresh stores, and readers of the state
 the worker leaves in PostgreSQL and DynamoDB."""
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from common.events import (
     TelegramUser,
 )
 from common.models import Customer, Deal, MessageKey
+from common.settings import Settings
 from sync_worker.live import Stores
 from sync_worker.store import LiveEvent
 
@@ -152,3 +154,19 @@ def counted_from_items(items: list[dict[str, Any]], horizon: str | None) -> tupl
         if item["direction"] == "incoming" and (horizon is None or item["sk"] > horizon)
     ]
     return len(live), len(unread)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `sync-worker` process needs to use the test's resources."""
+    return {
+        **os.environ,
+        "DEBUG": "true",
+        "LOG_LEVEL": "WARNING",
+        "DATABASE_URL": settings.database_url or "",
+        "RABBITMQ_URL": settings.rabbitmq_url.get_secret_value(),
+        "AWS_ENDPOINT_URL_DYNAMODB": settings.aws_endpoint_url_dynamodb or "",
+        "AWS_REGION": settings.aws_region,
+        "DYNAMODB_MESSAGES_TABLE": settings.dynamodb_messages_table,
+        "BIND_HOST": "127.0.0.1",
+        **extra,
+    }
