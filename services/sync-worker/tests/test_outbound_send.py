@@ -22,8 +22,9 @@ from common.events import (
 from common.ids import telegram_message_key
 from common.models import Deal, MessageKey, SendRequest
 from common.settings import Settings
+from sync_worker.outbound.replies import message_from_api
 from sync_worker.outbound.resources import Outbound
-from sync_worker.outbound.sending import UNKNOWN_REASON, message_from_api, send
+from sync_worker.outbound.sending import UNKNOWN_REASON, send
 from sync_worker.outbound.testing import FakeBotApi, SeededDeal, fake_outbound, seed_deal
 
 if TYPE_CHECKING:
