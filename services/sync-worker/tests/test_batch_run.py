@@ -1,3 +1,4 @@
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -217,3 +218,97 @@ async def test_server_errors_rate_limits_and_timeouts_are_recovered(batch_env: E
     }
     needed = 2 + len(dataset.chats) + sum(-(-len(c.messages) // 7) for c in dataset.chats)
     assert api.calls > needed  # calls were refused or timed out, and repeated
+
+
+async def test_failed_chat_is_retried_first_by_the_next_run(batch_env: Env) -> None:
+    dataset = generate(chats=6, max_messages=4, seed=8)
+    broken = dataset.chats[2]
+    customer = dataset.customers.pop(broken.customer_id)
+    with upstream(dataset) as up:
+        async with api_for(up) as api:
+            runner = batch_env.runner(api)
+            first = await run_once(runner, await create_run(batch_env.sessions))
+            between = await snapshot(batch_env)
+            dataset.customers[broken.customer_id] = customer
+            up.chaos.requests.clear()
+
+            second = await run_once(runner, await create_run(batch_env.sessions))
+    after = await snapshot(batch_env)
+
+    assert (first.status, first.failed_chats, first.processed_chats) == ("completed", 1, 6)
+    assert between["retry"] == [broken.id]
+    assert broken.id not in {d["external_id"] for d in between["deals"]}
+    assert (second.status, second.kind, second.failed_chats) == ("completed", "incremental", 0)
+    assert after["retry"] == []
+    deal = next(d for d in after["deals"] if d["external_id"] == broken.id)
+    assert (deal["listed"], deal["total_messages"]) == (True, len(broken.messages))
+    # Retried before the walk, which then stops at the newest chat: it is unchanged.
+    assert up.chaos.requests[:2] == [
+        f"/api/v1/customers/{broken.customer_id}",
+        f"/api/v1/chats/{broken.id}/messages",
+    ]
+    assert up.chaos.requests.count("/api/v1/chats") == 1
+
+
+async def test_wrong_upstream_token_fails_the_run_at_once(batch_env: Env) -> None:
+    with upstream(generate(chats=3)) as up:
+        async with api_for(up, token="not-the-token") as api:
+            runner = batch_env.runner(api)
+            started = time.monotonic()
+
+            run = await run_once(runner, await create_run(batch_env.sessions))
+            elapsed = time.monotonic() - started
+
+    assert run.status == "failed"
+    assert run.error is not None
+    assert "401" in run.error
+    assert "EXTERNAL_API_TOKEN" in run.error
+    assert run.finished_at is not None
+    assert up.chaos.requests == ["/api/v1/chats"]
+    assert elapsed < 2
+
+
+async def test_failed_run_is_continued_by_the_next_start(batch_env: Env) -> None:
+    dataset = generate(chats=14, max_messages=20, seed=6)
+    max_date = datetime.fromisoformat(dataset.chats[11].messages[0]["created_at"])
+    long_chat = max(dataset.chats[5:10], key=lambda chat: len(chat.messages))
+    messages_path = f"/api/v1/chats/{long_chat.id}/messages"
+    down = {"on": True}
+    with upstream(dataset) as up:
+        # The upstream goes down in the middle of a long chat on the second page of chats.
+        up.chaos.fail = lambda path, query: (
+            down["on"] and path == messages_path and "cursor" in query
+        )
+        retry = RetryPolicy(attempts=3, backoff_base=0.01)
+        async with api_for(up, retry=retry) as api:
+            runner = batch_env.runner(api)
+            failed_id = await create_run(batch_env.sessions, max_date=max_date)
+            failed = await run_once(runner, failed_id)
+            down["on"] = False
+            requests_before = list(up.chaos.requests)
+
+            # The gateway sets resumed_from; the worker also finds the failed run by itself.
+            resumed = await run_once(runner, await create_run(batch_env.sessions))
+    state = await snapshot(batch_env)
+
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert "unavailable" in failed.error
+    assert failed.checkpoint["current"]["chat"]["id"] == long_chat.id
+    assert (resumed.status, resumed.resumed_from, resumed.max_date) == (
+        "completed",
+        failed_id,
+        max_date,
+    )
+    expected = {
+        chat.id: len([m for m in chat.messages if m["created_at"] >= max_date.isoformat()[:19]])
+        for chat in dataset.chats
+        if chat.messages[0]["created_at"] >= max_date.isoformat()[:19]
+    }
+    assert {d["external_id"]: d["total_messages"] for d in state["deals"]} == expected
+    assert failed.imported_messages + resumed.imported_messages == sum(expected.values())
+    assert failed.processed_chats + resumed.processed_chats == len(expected)
+    # Nothing fetched twice but the long chat's message page that failed.
+    later = up.chaos.requests[len(requests_before) :]
+    assert not (set(later) & set(requests_before)) - {"/api/v1/chats", messages_path}
+    assert later.count(messages_path) == -(-len(long_chat.messages) // 7) - 1

@@ -303,3 +303,39 @@ async def batch_env(
 ) -> Env:
     await batch_tap.drain()
     return Env(sessions, batch_dynamo, await new_table(batch_dynamo), batch_broker, batch_tap)
+
+
+# --- crash tests: batch workers forked from a warm parent -----------------------------------
+
+
+def zygote() -> None:
+    """Fork `python -m sync_worker.batch` workers on demand, one per JSON env line on stdin,
+    printing each child's pid. Importing the worker takes seconds on a busy machine; forking
+    a parent that imported everything once takes milliseconds, so crash tests can kill and
+    replace real worker processes quickly. Children are reaped by the kernel (SIGCHLD
+    ignored), so a test may SIGKILL them by pid."""
+    import json
+    import os
+    import signal
+    import sys
+
+    from common.settings import get_settings
+    from sync_worker.batch import __main__ as entry
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    for line in sys.stdin:
+        env = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            log = os.open(env.pop("BATCH_WORKER_LOG"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.environ.update(env)
+            get_settings.cache_clear()
+            try:
+                entry.main()
+            finally:
+                os._exit(0)
+        sys.stdout.write(f"{pid}\n")
+        sys.stdout.flush()
