@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,
+        generate_unique_id_function=docs.operation_id,
         routes=probe_routes(_checks),
     )
     problems.install(app)

@@ -4,14 +4,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from gateway.problems import PROBLEM_MEDIA_TYPE, Problem
 
 _PROBLEM = {"model": Problem}
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """Route `responses=` for these error statuses (401 and 422 are always there)."""
+def errors(*codes: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """Route `responses=` for these error statuses (401 and 422 are always there).
+
+    `described` overrides a status's description: `errors(404, s409="...")`.
+    """
     descriptions = {
         400: "The body is not JSON.",
         401: "Missing, malformed, badly signed, expired or over-long token.",
@@ -21,8 +25,15 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid input; `errors` lists the fields.",
         503: "A dependency (the command bus) is unavailable.",
     }
-    wanted = sorted({401, 422, *codes})
+    overrides = {int(key.removeprefix("s")): text for key, text in described.items()}
+    descriptions.update(overrides)
+    wanted = sorted({401, 422, *codes, *overrides})
     return {code: {**_PROBLEM, "description": descriptions.get(code, "Error")} for code in wanted}
+
+
+def operation_id(route: APIRoute) -> str:
+    """Operation ids are the route functions' names: `list_deals`, `start_sync`."""
+    return route.name
 
 
 def install(app: FastAPI) -> None:

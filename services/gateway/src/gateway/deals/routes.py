@@ -174,7 +174,7 @@ async def list_messages(
 @router.post(
     "/api/v1/deals/{deal_id}/read/",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 404, 503),
+    responses=errors(400, 503, s404="Unknown deal, or a `message_id` not in it."),
     summary="Mark the deal read up to a message (the newest by default)",
 )
 async def mark_read(
@@ -203,7 +203,7 @@ def _status_url(request: Request, deal_id: uuid.UUID, client_request_id: str) ->
 @router.post(
     "/api/v1/deals/{deal_id}/messages/",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 404, 409, 503),
+    responses=errors(400, 404, 409, 503, s409="Only Telegram deals can be replied to."),
     summary="Reply in the chat (sent at most once)",
 )
 async def send_message(

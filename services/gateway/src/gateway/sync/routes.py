@@ -28,7 +28,7 @@ def _status_url(request: Request, task_id: uuid.UUID) -> str:
 @router.post(
     "/api/v1/sync/start/",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=errors(400, 403, 409, 503),
+    responses=errors(400, 403, 503, s409="A run is pending or running; `task_id` names it."),
     summary="Start a batch import from the external chat API",
 )
 async def start_sync(
