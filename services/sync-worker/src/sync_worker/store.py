@@ -1,4 +1,4 @@
-"""The PostgreSQL side of the live path: owners, connections, customers, deals, message keys.
+"""The PostgreSQL side of the live path: deals and message keys (the parties: `parties.py`).
 
 Runs inside the caller's transaction. Whether a message is new is decided by inserting its key
 (`ON CONFLICT DO NOTHING`) while the deal's row is locked, and only a new key moves the
@@ -14,7 +14,7 @@ any arrival order:
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -52,7 +52,6 @@ class _Touched:
     deal: Deal
     before: tuple[Any, ...]
     refresh_preview: bool = False
-    horizon_moves: list[tuple[str, str]] = field(default_factory=list)
 
 
 def deal_id_of(event: ChatEvent) -> uuid.UUID:
