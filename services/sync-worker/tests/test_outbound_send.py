@@ -268,7 +268,7 @@ async def test_worker_killed_during_a_send_leaves_it_unknown_and_not_sent_twice(
 ) -> None:
     worker, published = outbound
     deal = await seed_deal(sessions, incoming=[5001])
-    bot.delay_next("sendMessage", 1.0)
+    bot.delay_next("sendMessage", 0.5)
     sending = asyncio.create_task(send(worker, _command(deal)))
     for _ in range(500):
         if bot.calls_to("sendMessage"):
@@ -294,7 +294,7 @@ async def test_send_whose_answer_never_comes_is_unknown_and_not_resent(
     clean_database: None,
 ) -> None:
     deal = await seed_deal(sessions, incoming=[5001])
-    bot.delay_next("sendMessage", 1.0)  # Telegram sends it, but the answer is lost
+    bot.delay_next("sendMessage", 0.6)  # Telegram sends it, but the answer is lost
     table = settings.dynamodb_messages_table
 
     async with fake_outbound(sessions, dynamo, table, bot, timeout=0.3) as (worker, published):
