@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dynamo import dynamodb_client
-from common.events import CustomerImported, CustomerUpdated, Event
+from common.events import CustomerImported, CustomerUpdated, Event, utcnow
 from common.ids import customer_id_for_external, customer_id_for_telegram
 from common.models import Customer
 from common.s3 import ensure_bucket, s3_client
@@ -166,6 +166,32 @@ async def test_no_photo_is_not_refetched_within_the_ttl_but_is_after_it(
     customer = await _customer(sessions, customer_id_for_telegram(user_id))
     assert customer.avatar_file_unique_id == f"L{user_id}"
     assert [type(event) for event in published] == [CustomerUpdated]
+
+
+async def test_unchanged_photo_after_the_ttl_is_not_uploaded_again(
+    avatars: tuple[Avatars, list[Event]],
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    worker, published = avatars
+    user_id = _user_id()
+    bot.set_photo(user_id, bot.add_file(f"same-{user_id}", f"K{user_id}", JPEG))
+    await refresh_telegram(worker, user_id, ["111111111"])
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == customer_id_for_telegram(user_id))
+            .values(avatar_checked_at=Customer.avatar_checked_at - timedelta(hours=25))
+        )
+
+    await refresh_telegram(worker, user_id, ["111111111"])
+
+    assert len(bot.calls_to("getUserProfilePhotos")) == 2
+    assert len(bot.downloads) == 1
+    assert len(published) == 1
+    customer = await _customer(sessions, customer_id_for_telegram(user_id))
+    assert customer.avatar_checked_at is not None
+    assert customer.avatar_checked_at > utcnow() - timedelta(minutes=1)
 
 
 async def _imported(

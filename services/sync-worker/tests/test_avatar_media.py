@@ -2,9 +2,11 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,7 +26,8 @@ from common.settings import Settings
 from sync_worker.avatars.media import TOO_LARGE, MessageNotStored, copy_media
 from sync_worker.avatars.resources import Avatars
 from sync_worker.avatars.testing import fake_avatars
-from sync_worker.outbound.testing import FakeBotApi
+from sync_worker.outbound.botapi import BotApi
+from sync_worker.outbound.testing import FAST_RETRIES, FakeBotApi
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -234,3 +237,22 @@ async def test_media_waits_until_the_message_item_is_written(
     )
     assert "Item" not in stored
     assert bot.calls == []
+
+
+async def test_unreachable_bot_api_is_recorded_failed_without_the_token(
+    avatars: tuple[Avatars, list[Event]],
+    dynamo: "DynamoDBClient",
+    settings: Settings,
+) -> None:
+    worker, _published = avatars
+    token = settings.telegram_bot_token.get_secret_value()
+    event = _event(MediaDescriptor(kind="video", file_id="vid-1", file_unique_id="VID1"))
+    await _store_item(dynamo, settings.dynamodb_messages_table, event)
+
+    async with httpx.AsyncClient(timeout=2) as http:
+        closed = BotApi(http, base_url="http://127.0.0.1:9", token=token, policy=FAST_RETRIES)
+        await copy_media(replace(worker, bot=closed), event)
+
+    item = await _item(dynamo, settings.dynamodb_messages_table, event)
+    assert (item["media_status"], item["media_reason"]) == ("failed", "getFile: ConnectError")
+    assert token not in str(item)
