@@ -392,3 +392,30 @@ async def test_update_the_catalogue_cannot_hold_is_parked(
     parked = await events.next()
     assert parked["type"] == "telegram.update.unparsed"
     assert parked["error"].startswith("mapping: ")
+
+
+async def test_metrics_count_updates_events_rejections_and_confirms(
+    client: httpx.AsyncClient, events: Events
+) -> None:
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    names: tuple[tuple[str, dict[str, str]], ...] = (
+        ("telegram_ingest_updates_received_total", {"type": "business_connection"}),
+        ("telegram_ingest_events_published_total", {"type": "telegram.connection.updated"}),
+        ("telegram_ingest_requests_rejected_total", {"reason": "secret"}),
+        ("telegram_ingest_publish_confirm_seconds_count", {}),
+    )
+    before = [value(name, **labels) for name, labels in names]
+
+    await client.post("/telegram/webhook/", json=load_sample("business_connection"))
+    await client.post(
+        "/telegram/webhook/",
+        json={"update_id": 1},
+        headers={"X-Telegram-Bot-Api-Secret-Token": "x"},
+    )
+
+    after = [value(name, **labels) for name, labels in names]
+    assert [round(a - b) for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+    assert value("telegram_ingest_publishes_in_flight") == 0
+    assert len(await events.drain()) == 1

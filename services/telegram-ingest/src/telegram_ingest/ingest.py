@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import structlog
 from aiogram import Bot, Dispatcher
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import Update
@@ -64,10 +63,6 @@ class Ingest:
             UPDATES_IGNORED.labels(type=kind).inc()
             return "ignored"
         update_id = int(raw["update_id"])
-        with structlog.contextvars.bound_contextvars(update_id=update_id, update_type=kind):
-            return await self._handle(update_id, kind, raw)
-
-    async def _handle(self, update_id: int, kind: str, raw: dict[str, Any]) -> Outcome:
         try:
             # Mounted on our bot, so the Dispatcher does not re-validate it.
             update = Update.model_validate(raw, context={"bot": self.bot})

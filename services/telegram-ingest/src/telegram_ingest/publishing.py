@@ -98,7 +98,12 @@ class Publisher:
             async with asyncio.timeout(self.timeout):
                 await bus.publish_event(self.broker, event, timeout=self.timeout)
         except Exception as error:
-            log.warning("publish failed", type=routing_key, error=f"{type(error).__name__}")
+            log.warning(
+                "publish failed",
+                type=routing_key,
+                update_id=getattr(event, "update_id", None),
+                error=f"{type(error).__name__}",
+            )
             raise Unavailable("broker") from error
         finally:
             PUBLISHES_IN_FLIGHT.dec()
