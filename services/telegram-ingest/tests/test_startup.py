@@ -54,11 +54,24 @@ async def test_webhook_info_prints_url_pending_error_and_updates(
 
 
 async def test_delete_webhook_keeps_pending_updates(
-    app_settings: Settings, bot_api: FakeBotAPI
+    app_settings: Settings, bot_api: FakeBotAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await cli.run_admin(app_settings, "delete-webhook")
 
     assert bot_api.called("deleteWebhook") == [{"drop_pending_updates": "false"}]
+    assert "pending_update_count" in capsys.readouterr().out
+
+
+async def test_set_webhook_command_sends_the_explicit_updates(
+    app_settings: Settings, bot_api: FakeBotAPI
+) -> None:
+    settings = app_settings.model_copy(update={"telegram_webhook_url": "https://example.test/w/"})
+
+    await cli.run_admin(settings, "set-webhook")
+
+    [call] = bot_api.called("setWebhook")
+    assert json.loads(call["allowed_updates"]) == BUSINESS_UPDATES
+    assert call["max_connections"] == "40"
 
 
 @pytest.mark.parametrize("command", ["serve", "poll", "set-webhook"])

@@ -50,8 +50,8 @@ async def run_admin(settings: Settings, command: str) -> None:
             await telegram.set_webhook(bot, settings)
         elif command == "delete-webhook":
             await telegram.delete_webhook(bot)
-        else:
-            print(json.dumps(await telegram.webhook_info(bot), indent=2))
+        # What Telegram now holds, whichever command ran.
+        print(json.dumps(await telegram.webhook_info(bot), indent=2))
     finally:
         await bot.session.close()
 
