@@ -265,7 +265,8 @@ async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
         b'{"update_id": true}',
         b'{"update_id": -1}',
         b"\xff\xfe",
-        b"[" * 100_000,
+        b'{"update_id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"update_id": 1, "business_message": ' + b"[" * 300 + b"]" * 300 + b"}",
     ],
     ids=[
         "empty",
@@ -279,6 +280,7 @@ async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
         "negative-id",
         "binary",
         "deep",
+        "too-deep-to-park",
     ],
 )
 async def test_malformed_body_is_400_and_publishes_nothing(

@@ -6,7 +6,7 @@ every other answer makes Telegram retry, so nothing is published before one of t
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
 import structlog
@@ -22,6 +22,9 @@ log = structlog.get_logger(__name__)
 MAX_BODY_BYTES: Final = 1024 * 1024
 SECRET_HEADER: Final = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 _UPDATE_ID_LIMIT: Final = 2**63
+# Real updates nest a dozen levels; far deeper cannot be re-serialised into an event
+# (pydantic stops at a few hundred) and would turn into a 503 Telegram retries for a day.
+MAX_DEPTH: Final = 64
 
 
 class _TooLarge(Exception):
@@ -59,12 +62,29 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
         data = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not shallow(data):
         return None
     update_id = data.get("update_id")
     if type(update_id) is not int or not 0 <= update_id < _UPDATE_ID_LIMIT:
         return None
     return data
+
+
+def shallow(value: object, limit: int = MAX_DEPTH) -> bool:
+    """No list or object nested deeper than `limit`."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def webhook_endpoint(
