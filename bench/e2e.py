@@ -1,0 +1,211 @@
+"""Webhook → WebSocket with the whole stack running (gateway, telegram-ingest, sync-worker,
+avatar-worker, realtime): latency and loss at 100, 300 and 500 updates/s for 50 users.
+
+Each user is a business owner with one connection (announced by a `business_connection`
+update first) and one listening WebSocket client with a real token. Updates are genuine
+`business_message` JSON with the secret header, sent round-robin over the users at a fixed
+rate (open loop); each carries a unique text. An update is delivered when a
+`message.created` frame containing its text arrives; latency runs from its scheduled send
+time. Lost = answered 2xx but never delivered within 5 s of the end of its step.
+"""
+
+import re
+import time
+from typing import Any
+
+from bench import telegram
+from bench.harness import NotMeasured, Row, ms, not_measured, percentile, rate, wait_until
+from bench.infra import JWT_SECRET, Config, Service, free_port
+from bench.loadgen import Load, closed_loop, open_loop, session
+from bench.wsclients import Listeners
+from common.auth import issue_token
+
+NAME = "e2e"
+WHAT = "webhook → WebSocket"
+TARGET = "at 300/s: zero loss, p99 ≤ 25 ms, p50 ≤ 5 ms"
+USERS = 50
+CHATS_PER_USER = 10
+FIRST_OWNER = 760_000_001
+RATES = (100, 300, 500)
+DRAIN_SECONDS = 5.0
+_TEXT = re.compile(r"e2e-(\d+)-(\d+)-")
+
+
+class _Arrivals:
+    def __init__(self) -> None:
+        self.at: dict[tuple[int, int], float] = {}
+        self.duplicates = 0
+
+    def __call__(self, _client: int, frame: bytes | str, arrived: float) -> None:
+        text = frame.decode() if isinstance(frame, bytes) else frame
+        if '"message.created"' not in text:
+            return
+        match = _TEXT.search(text)
+        if match is None:
+            return
+        key = (int(match[1]), int(match[2]))
+        if key in self.at:
+            self.duplicates += 1
+        else:
+            self.at[key] = arrived
+
+
+async def _start_all(config: Config) -> tuple[list[Service], int, int]:
+    ports = {name: free_port() for name in ("gateway", "ingest", "worker", "avatar", "realtime")}
+    services = [
+        config.service("gateway", port=ports["gateway"], GATEWAY_PORT=str(ports["gateway"])),
+        config.service(
+            "telegram-ingest", port=ports["ingest"], TELEGRAM_INGEST_PORT=str(ports["ingest"])
+        ),
+        config.service("sync-worker", port=ports["worker"], SYNC_WORKER_PORT=str(ports["worker"])),
+        config.service(
+            "avatar-worker", port=ports["avatar"], AVATAR_WORKER_PORT=str(ports["avatar"])
+        ),
+        config.service("realtime", port=ports["realtime"], REALTIME_PORT=str(ports["realtime"])),
+    ]
+    started: list[Service] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+    except NotMeasured:
+        for service in reversed(started):
+            await service.stop()
+        raise
+    return started, ports["ingest"], ports["realtime"]
+
+
+async def run(config: Config) -> list[Row]:
+    seconds = config.seconds(10, 5)
+    try:
+        services, ingest_port, realtime_port = await _start_all(config)
+    except NotMeasured as error:
+        return [not_measured(NAME, WHAT, TARGET, str(error))]
+    owners = [FIRST_OWNER + index for index in range(USERS)]
+    updates = telegram.Updates(start=400_000_000)
+    webhook = f"http://127.0.0.1:{ingest_port}/telegram/webhook/"
+    arrivals = _Arrivals()
+    listeners = Listeners(arrivals)
+    steps: dict[int, dict[str, Any]] = {}
+    try:
+        connected = await closed_loop(
+            webhook, lambda i: updates.connection(owners[i]), telegram.HEADERS,
+            connections=10, count=USERS, seconds=30,
+        )  # fmt: skip
+        if connected.accepted != USERS:
+            raise NotMeasured(f"business_connection updates answered {dict(connected.statuses)}")
+        await listeners.open(
+            [
+                f"ws://127.0.0.1:{realtime_port}/ws/chats/{owner}/"
+                f"?token={issue_token(JWT_SECRET, str(owner), hours=1)}"
+                for owner in owners
+            ]
+        )
+        async with session(128) as http:
+            for step, step_rate in enumerate((50, *RATES)):  # the first step warms up
+
+                def body(index: int, step: int = step) -> bytes:
+                    owner = owners[index % USERS]
+                    chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
+                    return updates.message(owner, chat, f"e2e-{step}-{index}-")
+
+                load = await open_loop(
+                    webhook, body, telegram.HEADERS, rate=step_rate, seconds=seconds, client=http
+                )
+                steps[step_rate] = _outcome(
+                    step, load, arrivals, await _drain(step, load, arrivals)
+                )
+    except NotMeasured as error:
+        return [not_measured(NAME, WHAT, TARGET, str(error))]
+    finally:
+        await listeners.close()
+        for service in reversed(services):
+            await service.stop()
+    return _rows(steps, arrivals)
+
+
+async def _drain(step: int, load: Load, arrivals: _Arrivals) -> float:
+    """Wait until every accepted update of the step arrived, or DRAIN_SECONDS passed."""
+    expected = load.accepted
+    await wait_until(
+        lambda: sum(1 for key in arrivals.at if key[0] == step) >= expected, DRAIN_SECONDS, 0.05
+    )
+    return time.perf_counter()
+
+
+def _outcome(step: int, load: Load, arrivals: _Arrivals, _ended: float) -> dict[str, Any]:
+    latencies = [
+        arrivals.at[(step, index)] - sent
+        for index, sent in load.sent_at.items()
+        if (step, index) in arrivals.at
+    ]
+    rejected = sum(n for status, n in load.statuses.items() if not 200 <= status < 300)
+    return {
+        "sent": len(load.sent_at),
+        "accepted": load.accepted,
+        "rejected": rejected,
+        "delivered": len(latencies),
+        "lost": load.accepted - len(latencies),
+        "p50_s": percentile(latencies, 50),
+        "p99_s": percentile(latencies, 99),
+        "max_s": max(latencies, default=float("nan")),
+        "webhook_p99_ms": round(load.p(99) * 1000, 1),
+    }
+
+
+def _rows(steps: dict[int, dict[str, Any]], arrivals: _Arrivals) -> list[Row]:
+    rows: list[Row] = []
+    data = {
+        str(step_rate): {
+            key: (round(value * 1000, 2) if key.endswith("_s") else value)
+            for key, value in outcome.items()
+        }
+        for step_rate, outcome in steps.items()
+    }
+    data["duplicate_frames"] = {"count": arrivals.duplicates}
+    for step_rate in RATES:
+        outcome = steps[step_rate]
+        figure = (
+            f"p50 {ms(outcome['p50_s'])}, p99 {ms(outcome['p99_s'])}, max {ms(outcome['max_s'])}; "
+            f"lost {outcome['lost']} of {outcome['accepted']:,}"
+        )
+        if outcome["rejected"]:
+            figure += f"; {outcome['rejected']} answered non-2xx"
+        passed: bool | None = None
+        target = "—"
+        if step_rate == 300:
+            target = TARGET
+            passed = (
+                outcome["lost"] == 0
+                and outcome["rejected"] == 0
+                and outcome["p99_s"] <= 0.025
+                and outcome["p50_s"] <= 0.005
+            )
+        rows.append(
+            Row(
+                NAME,
+                f"{WHAT} at {step_rate}/s, 50 users",
+                figure,
+                "—",
+                None,
+                target,
+                passed,
+                "",
+                data if step_rate == RATES[0] else {},
+            )
+        )
+    clean = [r for r in RATES if steps[r]["lost"] == 0 and steps[r]["rejected"] == 0]
+    best = f"{rate(max(clean))}" if clean else "none of 100, 300, 500/s"
+    rows.append(
+        Row(
+            NAME,
+            f"{WHAT}: highest zero-loss rate",
+            best,
+            "—",
+            None,
+            "—",
+            None,
+            "of the rates measured",
+        )
+    )
+    return rows

@@ -1,0 +1,166 @@
+"""Webhook ingest: updates/s telegram-ingest accepts (each one confirmed into RabbitMQ), next to
+a bare uvicorn app answering the same POST and raw aio-pika publishing with confirms.
+
+Load: genuine `business_message` updates with the secret header over 40 keep-alive connections
+(Telegram's default `max_connections`), as fast as answers come; then an open loop at half the
+achieved rate, whose p99 is the latency target.
+"""
+
+import math
+import sys
+
+from bench import amqp, telegram
+from bench.harness import NotMeasured, Row, ms, not_measured, rate, ratio
+from bench.infra import Config, Service, free_port
+from bench.loadgen import BodySource, Load, closed_loop, open_loop
+
+NAME = "ingest"
+WHAT = "webhook ingest"
+TARGET = "≥ 50% of the lower floor; p99 ≤ 10 ms at half the achieved rate"
+CONNECTIONS = 40
+OWNER = 700_000_001
+CHATS = 50
+SINK = "bench.ingest.sink"
+
+
+def _bodies(updates: telegram.Updates, tag: str) -> BodySource:
+    def make(index: int) -> bytes:
+        return updates.message(OWNER, 500_000_000 + index % CHATS, f"{tag}-{index}")
+
+    return make
+
+
+async def run(config: Config) -> list[Row]:
+    count = config.size(8_000, 2_000)
+    seconds = config.seconds(20, 8)
+    half_seconds = config.seconds(10, 5)
+    url_path = "/telegram/webhook/"
+    updates = telegram.Updates(start=200_000_000)
+    data: dict[str, object] = {"connections": CONNECTIONS, "chats": CHATS}
+
+    async with amqp.channel(config.stack.rabbitmq_url) as chan:
+        sink = await amqp.sink(chan, SINK, ["telegram.#"])
+        try:
+            # Floor 1: a bare uvicorn app answering the same POST.
+            port = free_port()
+            bare = Service(
+                "floor-http",
+                [sys.executable, "-m", "bench.floors", "http", "--port", str(port)],
+                config.stack.env(),
+                port=port,
+                logs=config.stack.logs,
+            )
+            await bare.start()
+            try:
+                url = f"http://127.0.0.1:{port}{url_path}"
+                await closed_loop(
+                    url,
+                    _bodies(updates, "warm"),
+                    telegram.HEADERS,
+                    connections=CONNECTIONS,
+                    count=500,
+                    seconds=5,
+                )
+                bare_load = await closed_loop(
+                    url,
+                    _bodies(updates, "floor"),
+                    telegram.HEADERS,
+                    connections=CONNECTIONS,
+                    count=count,
+                    seconds=seconds,
+                )
+            finally:
+                await bare.stop()
+            data["bare_uvicorn"] = bare_load.summary()
+
+            # Floor 2: raw aio-pika, persistent, confirms, ~100 in flight, event-sized bodies.
+            sample = telegram.business_message(1, OWNER, 500_000_000, 1, "floor")
+            event_body = telegram.message_event(sample, OWNER).model_dump_json().encode()
+            exchange = await amqp.events_exchange(chan)
+            confirmed, elapsed = await amqp.publish_window(
+                exchange,
+                lambda _i: event_body,
+                "telegram.message.received",
+                count=count * 2,
+                seconds=seconds,
+            )
+            pika_rate = confirmed / elapsed if elapsed else math.nan
+            data["aio_pika_confirms"] = {"published": confirmed, "rate_per_s": round(pika_rate, 1)}
+            data["event_bytes"] = len(event_body)
+            await sink.purge()
+
+            # Chat Sync: telegram-ingest through its console script.
+            port = free_port()
+            service = config.service("telegram-ingest", port=port, TELEGRAM_INGEST_PORT=str(port))
+            try:
+                await service.start()
+            except NotMeasured as error:
+                return [not_measured(NAME, WHAT, TARGET, str(error))]
+            try:
+                url = f"http://127.0.0.1:{port}{url_path}"
+                connect = await closed_loop(
+                    url,
+                    lambda _i: updates.connection(OWNER),
+                    telegram.HEADERS,
+                    connections=1,
+                    count=1,
+                    seconds=10,
+                )
+                if connect.accepted != 1:
+                    raise NotMeasured(
+                        f"business_connection update answered {dict(connect.statuses)}"
+                    )
+                await closed_loop(
+                    url,
+                    _bodies(updates, "warm"),
+                    telegram.HEADERS,
+                    connections=CONNECTIONS,
+                    count=500,
+                    seconds=5,
+                )
+                full = await closed_loop(
+                    url,
+                    _bodies(updates, "max"),
+                    telegram.HEADERS,
+                    connections=CONNECTIONS,
+                    count=count,
+                    seconds=seconds,
+                )
+                await sink.purge()
+                half_rate = max(full.rate / 2, 1.0)
+                half = await open_loop(
+                    url,
+                    _bodies(updates, "half"),
+                    telegram.HEADERS,
+                    rate=half_rate,
+                    seconds=half_seconds,
+                )
+            except NotMeasured as error:
+                return [not_measured(NAME, WHAT, TARGET, str(error))]
+            finally:
+                await service.stop()
+            data["telegram_ingest_max"] = full.summary()
+            data["telegram_ingest_half"] = {"rate_per_s": round(half_rate, 1), **half.summary()}
+        finally:
+            await sink.delete(if_unused=False, if_empty=False)
+
+    return [_row(full, half, half_rate, bare_load, pika_rate, data)]
+
+
+def _row(
+    full: Load, half: Load, half_rate: float, bare: Load, pika_rate: float, data: dict[str, object]
+) -> Row:
+    floor = min(bare.rate, pika_rate)
+    share = ratio(full.rate, floor)
+    rejected = sum(n for status, n in full.statuses.items() if not 200 <= status < 300)
+    passed = share is not None and share >= 0.5 and half.p(99) <= 0.010 and rejected == 0
+    figure = (
+        f"{rate(full.rate)} accepted (p50 {ms(full.p(50))}, p99 {ms(full.p(99))}); "
+        f"at {rate(half_rate)}: p50 {ms(half.p(50))}, p99 {ms(half.p(99))}"
+    )
+    floor_text = (
+        f"bare uvicorn {rate(bare.rate)} (p99 {ms(bare.p(99))}); "
+        f"aio-pika confirms {rate(pika_rate)}"
+    )
+    note = f"{rejected} non-2xx answers" if rejected else ""
+    return Row(NAME, WHAT, figure, floor_text, share, TARGET, passed, note, data)

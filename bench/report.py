@@ -1,0 +1,100 @@
+"""Results on disk: bench/results/<date>.md and .json, and the latest table in
+docs/benchmarks.md with the machine it ran on and the command that made it."""
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import REPO_ROOT, Row
+
+RESULTS = REPO_ROOT / "bench" / "results"
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+
+_INTRO = """\
+# Benchmarks
+
+Every hot path of Chat Sync against its raw floor, measured in the same run on the same
+machine, side by side and as a ratio: absolute times drift on shared 2-core machines, the
+ratio to a floor measured minutes apart drifts much less. This table is the one source of the
+speed targets named in the service issues. `make bench` (or `uv run python -m bench`) runs it;
+`uv run python -m bench --quick` runs smaller sizes in about three minutes;
+`uv run python -m bench deals fanout` runs some. Results: `bench/results/<date>.md` and `.json`.
+
+How each row is measured is described in the docstring of its module in `bench/`
+(`ingest.py`, `e2e.py`, `persistence.py`, `deals.py`, `fanout.py`, `connections.py`,
+`batch.py`). All traffic stays on 127.0.0.1; services are started through their console
+scripts against an isolated database, vhost, table and bucket (`chat_sync_bench`).
+Service logs of a run are kept in a temporary folder named at the end of the run.
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [
+        "| what | Chat Sync figure | raw floor in the same run | ratio | target | result |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        share = "—" if row.ratio is None else f"{row.ratio:.2f}"
+        if row.passed is None:
+            verdict = "not measured" if row.figure.startswith("not measured") else "—"
+        else:
+            verdict = "**met**" if row.passed else "**missed**"
+        if row.note:
+            verdict += f" ({row.note})"
+        lines.append(
+            f"| {_cell(row.what)} | {_cell(row.figure)} | {_cell(row.floor)} | {share} "
+            f"| {_cell(row.target)} | {_cell(verdict)} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(
+    rows: Sequence[Row], facts: dict[str, str], command: str, started: datetime, minutes: float
+) -> str:
+    machine = "\n".join(f"- {key}: {value}" for key, value in facts.items())
+    return (
+        f"## Run of {started:%Y-%m-%d %H:%M} UTC ({minutes:.1f} min)\n\n"
+        f"Command: `{command}`\n\n{machine}\n\n{table(rows)}\n"
+    )
+
+
+def write(
+    rows: Sequence[Row],
+    facts: dict[str, str],
+    command: str,
+    started: datetime,
+    minutes: float,
+    extra: dict[str, Any],
+) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"{started:%Y-%m-%d}"
+    body = markdown(rows, facts, command, started, minutes)
+    stem.with_suffix(".md").write_text(f"# Benchmark results {started:%Y-%m-%d}\n\n{body}")
+    document = {
+        "started": started.isoformat(),
+        "minutes": round(minutes, 2),
+        "command": command,
+        "machine": facts,
+        "rows": [row.as_json() for row in rows],
+        **extra,
+    }
+    stem.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str) + "\n")
+    notes = _notes_section()
+    DOC.write_text(f"{_INTRO}\n{body}\n{notes}")
+    return stem.with_suffix(".md")
+
+
+def _notes_section() -> str:
+    """Findings written by hand in docs/benchmarks.md after the marker line are kept."""
+    marker = "<!-- notes: kept across runs -->"
+    if DOC.exists():
+        text = DOC.read_text()
+        if marker in text:
+            return text[text.index(marker) :]
+    return f"{marker}\n"
