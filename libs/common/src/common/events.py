@@ -222,6 +222,10 @@ class CustomerUpdated(Event):
     customer_id: uuid.UUID
     avatar_key: str | None = None
     owner_user_ids: list[Id] = Field(default_factory=list)
+    # Added so a live view can show the customer as the gateway serves it without a reload.
+    external_id: str | None = None
+    name: str | None = None
+    username: str | None = None
 
 
 # --- commands (gateway -> sync-worker) -------------------------------------------------------

@@ -96,7 +96,8 @@ class Customer(Base):
     source_date: Mapped[datetime | None]
     avatar_url: Mapped[str | None] = mapped_column(Text)  # the upstream's original URL
     avatar_key: Mapped[str | None] = mapped_column(Text)  # S3 key once stored
-    avatar_file_unique_id: Mapped[str | None] = mapped_column(Text)
+    # Indexed: "is this photo already stored for anyone?" decides whether to upload again.
+    avatar_file_unique_id: Mapped[str | None] = mapped_column(Text, index=True)
     avatar_checked_at: Mapped[datetime | None]
     avatar_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
