@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -209,3 +210,51 @@ async def test_missing_table_makes_readyz_name_dynamodb(
 
     assert readyz.status_code == 503
     assert readyz.json()["dependency"] == "dynamodb"
+
+
+async def test_poison_event_is_parked_without_holding_back_its_neighbours(
+    worker_settings: Settings,
+    samples: dict[str, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: Any,
+    dynamo: Any,
+) -> None:
+    monkeypatch.setattr(bus, "RETRY_DELAYS_SECONDS", (1, 1))
+    good = event_from_update(samples["business_message"])
+    poison_update = samples["business_message_photo"]
+    poison_update["business_message"]["message_id"] = 10**13  # beyond any sort key
+    poison = event_from_update(poison_update)
+    queue = "sync-worker.telegram.message.received"
+    app = create_app(worker_settings)
+    stores = Stores(sessions, dynamo, worker_settings.dynamodb_messages_table)
+    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    await broker.connect()
+
+    async with LifespanManager(app):
+        await asyncio.gather(bus.publish_event(broker, poison), bus.publish_event(broker, good))
+
+        async def stored() -> bool:
+            deal = await deal_of(stores, DEAL)
+            return deal is not None and deal.total_messages == 1
+
+        await eventually(stored)
+        parked: list[aio_pika.abc.AbstractIncomingMessage] = []
+        connection = await aio_pika.connect(worker_settings.rabbitmq_url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.get_queue(bus.dead_queue_name(queue))
+            for _ in range(100):
+                message = await dead.get(fail=False)
+                if message is not None:
+                    await message.ack()
+                    parked.append(message)
+                    break
+                await asyncio.sleep(0.1)
+    await broker.stop()
+
+    assert len(parked) == 1
+    assert parked[0].message_id == str(poison.event_id)
+    assert parked[0].headers[bus.ATTEMPT_HEADER] == 3
+    assert str(parked[0].headers[bus.ERROR_HEADER]).startswith(
+        "ValueError: message id out of range"
+    )
