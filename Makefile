@@ -43,7 +43,7 @@ migrate: ## Apply the migrations to the configured database
 .PHONY: token
 token: ## Print a JWT: make token USER_ID=111111111 [ADMIN=1]
 	@test -n "$(USER_ID)" || { echo "usage: make token USER_ID=<telegram user id> [ADMIN=1]"; exit 2; }
-	@$(UV) run --frozen python -m common.token $(USER_ID) $(if $(ADMIN),--admin,)
+	@$(UV) run --frozen gateway token $(USER_ID) $(if $(ADMIN),--admin,)
 
 .PHONY: requeue-dead
 requeue-dead: ## Move parked (dead-lettered) messages back to their queues

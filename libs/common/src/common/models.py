@@ -123,6 +123,13 @@ class Deal(Base):
             text("id DESC"),
             postgresql_where=text("synced_at IS NOT NULL"),
         ),
+        Index(
+            "ix_deal_source_listing",
+            "source",
+            text("last_message_at DESC"),
+            text("id DESC"),
+            postgresql_where=text("synced_at IS NOT NULL"),
+        ),
         Index("ix_deal_updated_at", "updated_at", "id"),
         Index("ix_deal_business_connection_id", "business_connection_id"),
         Index(
