@@ -9,23 +9,23 @@ anywhere repeats at most the last page, and repeating it changes nothing.
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.db import transaction
 from common.dynamo import Item, to_attributes
-from common.events import CustomerImported, DealUpdated, Event, MessagePreview, utcnow
+from common.events import CustomerImported, DealUpdated, Event, MessagePreview
 from common.ids import customer_id_for_external, deal_id_for_external, imported_message_key
 from common.messages import isoformat, preview_text
-from common.models import Customer, Deal, MessageKey, SyncRetryChat, SyncRun
-from sync_worker.batch.client import Chat, ExternalApi, Message, UpstreamNotFound
-from sync_worker.batch.lease import Lease, fenced
+from common.models import Customer, Deal, SyncRetryChat, SyncRun
+from sync_worker.batch.client import Chat, ExternalApi, Message, MessagePage
+from sync_worker.batch.lease import Lease, checkpoint_merge, checkpoint_without, update_run
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -33,11 +33,35 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 Publish = Callable[[Event], Awaitable[None]]
-# Moves the run's checkpoint past a chat, inside the transaction that finishes the chat.
-Advance = Callable[[AsyncSession, SyncRun], Awaitable[None]]
+# The run columns that move its checkpoint past a chat, given the checkpoint expression so
+# far; written by the transaction that finishes the chat.
+Advance = Callable[[Any], dict[str, Any]]
 
 _BATCH_SIZE = 25
 _BATCH_ATTEMPTS = 10
+
+
+class Notices:
+    """Realtime notifications sent beside the import instead of in its path; best effort,
+    since the state they announce is committed and readable anyway."""
+
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def send(self, event: Event) -> None:
+        task = asyncio.create_task(self._send(event))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def flush(self) -> None:
+        await asyncio.gather(*self._sending)
+
+    async def _send(self, event: Event) -> None:
+        try:
+            await self._publish(event)
+        except Exception as error:
+            log.warning("event not published", type=getattr(event, "type", "?"), error=repr(error))
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,10 @@ class Deps:
     publish: Publish
     page_size: int = 20
     message_page_size: int = 100
+    notices: Notices = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "notices", Notices(self.publish))
 
 
 @dataclass(frozen=True)
@@ -71,17 +99,35 @@ def chat_checkpoint(chat: Chat, phase: str) -> dict[str, Any]:
     }
 
 
-async def import_chat(
+@dataclass(frozen=True)
+class Prepared:
+    """What can be done for a chat ahead of its turn, since it is idempotent: the customer,
+    the first message page fetched and its items written to DynamoDB."""
+
+    customer: ImportedCustomer
+    stop_key: str | None
+    page: MessagePage
+    wanted: list[Message]
+    done: bool
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the walk read for a whole page at once: saves two queries per chat."""
+
+    customer: ImportedCustomer | None
+    stop_key: str | None
+
+
+async def prepare(
     deps: Deps,
-    lease: Lease,
     chat: Chat,
     progress: dict[str, Any],
     *,
     max_date: datetime | None,
-    advance: Advance,
-) -> int:
-    """Import `chat` from where `progress` (its checkpoint) says; returns new messages."""
-    customer = await ensure_customer(deps, chat)
+    known: Known | None = None,
+) -> Prepared:
+    customer = (known and known.customer) or await ensure_customer(deps, chat)
     await deps.publish(
         CustomerImported(
             customer_id=customer.id,
@@ -90,27 +136,85 @@ async def import_chat(
             owner_user_id=chat.owner_id,
         )
     )
-    if not progress["started"]:
-        progress = await _start(deps, lease, chat, customer, progress)
-    deal_id = deal_id_for_external(chat.id)
+    if progress["started"]:
+        stop_key = progress["stop_key"]
+    else:
+        stop_key = known.stop_key if known is not None else await _stop_key(deps, chat)
+    page = await deps.api.list_messages(chat.id, progress["cursor"], deps.message_page_size)
+    wanted, done = _select(page, stop_key, max_date)
+    await _put_items(deps, [_item(chat, customer, m) for m in wanted])
+    return Prepared(customer, stop_key, page, wanted, done)
+
+
+async def import_chat(
+    deps: Deps,
+    lease: Lease,
+    chat: Chat,
+    progress: dict[str, Any],
+    *,
+    max_date: datetime | None,
+    advance: Advance,
+    prepared: Awaitable[Prepared] | None = None,
+) -> int:
+    """Import `chat` from where `progress` (its checkpoint) says; returns new messages."""
+    ready = await (prepared or prepare(deps, chat, progress, max_date=max_date))
+    progress = {**progress, "started": True, "stop_key": ready.stop_key}
+    page, wanted, done = ready.page, ready.wanted, ready.done
     while True:
-        page = await deps.api.list_messages(chat.id, progress["cursor"], deps.message_page_size)
-        wanted: list[Message] = []
-        stopped = False
-        for message in {m.id: m for m in page.items}.values():
-            key = imported_message_key(message.created_at, message.id)
-            too_old = max_date is not None and message.created_at < max_date
-            if too_old or (progress["stop_key"] is not None and key <= progress["stop_key"]):
-                stopped = True
-                break
-            wanted.append(message)
-        done = stopped or page.next_cursor is None
-        await _put_items(deps, [_item(deal_id, chat, customer, m) for m in wanted])
         progress = await _commit_page(
-            deps, lease, chat, wanted, progress, page.next_cursor, advance if done else None
+            deps,
+            lease,
+            chat,
+            ready.customer,
+            wanted,
+            progress,
+            page.next_cursor,
+            advance if done else None,
         )
         if done:
             return int(progress["imported"])
+        page = await deps.api.list_messages(chat.id, progress["cursor"], deps.message_page_size)
+        wanted, done = _select(page, ready.stop_key, max_date)
+        await _put_items(deps, [_item(chat, ready.customer, m) for m in wanted])
+
+
+def _select(
+    page: MessagePage, stop_key: str | None, max_date: datetime | None
+) -> tuple[list[Message], bool]:
+    """The page's messages newer than the cutoffs, and whether the chat ends here."""
+    wanted: list[Message] = []
+    for message in {m.id: m for m in page.items}.values():
+        key = imported_message_key(message.created_at, message.id)
+        too_old = max_date is not None and message.created_at < max_date
+        if too_old or (stop_key is not None and key <= stop_key):
+            return wanted, True
+        wanted.append(message)
+    return wanted, page.next_cursor is None
+
+
+async def _stop_key(deps: Deps, chat: Chat) -> str | None:
+    """Where an earlier complete import of the chat ended; after a partial one, nowhere.
+    Only the lease holder writes external deals, so reading it ahead of the turn is safe."""
+    async with deps.sessions() as session:
+        row = (
+            await session.execute(
+                select(Deal.sync_status, Deal.last_message_key).where(
+                    Deal.id == deal_id_for_external(chat.id)
+                )
+            )
+        ).one_or_none()
+    return row.last_message_key if row is not None and row.sync_status == "synced" else None
+
+
+async def known_customers(deps: Deps, chats: list[Chat]) -> dict[str, ImportedCustomer]:
+    ids = [customer_id_for_external(chat.customer_id) for chat in chats]
+    async with deps.sessions() as session:
+        rows = await session.execute(
+            select(Customer.id, Customer.external_id, Customer.name, Customer.avatar_url).where(
+                Customer.id.in_(ids)
+            )
+        )
+        return {row.external_id: ImportedCustomer(*row) for row in rows}
 
 
 async def ensure_customer(deps: Deps, chat: Chat) -> ImportedCustomer:
@@ -136,136 +240,141 @@ async def ensure_customer(deps: Deps, chat: Chat) -> ImportedCustomer:
     return ImportedCustomer(stored.id, stored.external_id, stored.name, stored.avatar_url)
 
 
-async def _start(
-    deps: Deps, lease: Lease, chat: Chat, customer: ImportedCustomer, progress: dict[str, Any]
-) -> dict[str, Any]:
-    """Create or adopt the deal; remember where an earlier complete import stopped."""
-    deal_id = deal_id_for_external(chat.id)
-    owner = _owner(chat)
-    async with transaction(deps.sessions) as session:
-        run = await fenced(session, lease)
-        await session.execute(
-            insert(Deal)
-            .values(
-                id=deal_id,
-                source="external",
-                external_id=chat.id,
-                owner_user_id=owner,
-                customer_id=customer.id,
-                sync_status="partial",
-            )
-            .on_conflict_do_nothing(index_elements=[Deal.id])
-        )
-        deal = await _lock_deal(session, deal_id)
-        deal.owner_user_id = owner
-        deal.customer_id = customer.id
-        # Only a complete earlier import bounds this one; after a partial one, walk it all.
-        stop_key = deal.last_message_key if deal.sync_status == "synced" else None
-        deal.sync_status = "partial"
-        progress = {**progress, "started": True, "stop_key": stop_key}
-        _save_chat(run, progress)
-    return progress
-
-
 async def _commit_page(
     deps: Deps,
     lease: Lease,
     chat: Chat,
+    customer: ImportedCustomer,
     messages: list[Message],
     progress: dict[str, Any],
     next_cursor: str | None,
     finish: Advance | None,
 ) -> dict[str, Any]:
+    """One transaction: the page's message keys, the deal's counters moved for the new ones,
+    the run's counters and checkpoint. Plain statements: this is the import's hot path."""
     deal_id = deal_id_for_external(chat.id)
     async with transaction(deps.sessions) as session:
-        run = await fenced(session, lease)
-        deal = await _lock_deal(session, deal_id)
+        upsert = insert(Deal).values(
+            id=deal_id,
+            source="external",
+            external_id=chat.id,
+            owner_user_id=_owner(chat),
+            customer_id=customer.id,
+            sync_status="partial",
+        )
+        # The upsert locks the deal row for the rest of the transaction.
+        deal = (
+            await session.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[Deal.id],
+                    set_={
+                        "owner_user_id": upsert.excluded.owner_user_id,
+                        "customer_id": upsert.excluded.customer_id,
+                    },
+                ).returning(Deal.total_messages, Deal.last_message_key, Deal.synced_at)
+            )
+        ).one()
         new: set[str] = set()
         if messages:
-            inserted = await session.scalars(
-                insert(MessageKey)
-                .values(
-                    [
-                        {
-                            "deal_id": deal_id,
-                            "message_id": m.id,
-                            "sort_key": imported_message_key(m.created_at, m.id),
-                            "direction": m.direction,
-                            "source": "imported",
-                            "state": "present",
-                            "deleted": False,
-                            "sent_at": m.created_at,
-                        }
-                        for m in messages
-                    ]
-                )
-                .on_conflict_do_nothing()
-                .returning(MessageKey.message_id)
-            )
-            new = set(inserted.all())
+            new = set(await session.scalars(_INSERT_KEYS, _key_rows(deal_id, messages)))
         fresh = [m for m in messages if m.id in new]
-        deal.total_messages += len(fresh)
-        for message in fresh:
-            key = imported_message_key(message.created_at, message.id)
+        changes: dict[str, Any] = {"total_messages": Deal.total_messages + len(fresh)}
+        newest = max(fresh, key=lambda m: imported_message_key(m.created_at, m.id), default=None)
+        if newest is not None:
+            key = imported_message_key(newest.created_at, newest.id)
             if deal.last_message_key is None or key > deal.last_message_key:
-                _set_last(deal, message, key)
-        run.imported_messages += len(fresh)
+                changes.update(_last(newest, key))
         progress = {
             **progress,
             "cursor": next_cursor,
             "imported": progress["imported"] + len(fresh),
         }
+        run_changes: dict[str, Any] = {"imported_messages": SyncRun.imported_messages + len(fresh)}
+        event: DealUpdated | None = None
         if finish is None:
-            _save_chat(run, progress)
-            return progress
-        newly_listed = deal.synced_at is None and deal.total_messages > 0
-        if newly_listed:
-            deal.synced_at = utcnow()
-        deal.sync_status = "synced"
-        changed = newly_listed or progress["imported"] > 0
-        if changed:
-            deal.version += 1
-        run.processed_chats += 1
-        # Imported: off the retry list, whichever phase found it.
-        await session.execute(delete(SyncRetryChat).where(SyncRetryChat.chat_id == chat.id))
-        run.checkpoint = {k: v for k, v in run.checkpoint.items() if k != "current"}
-        run.chat_cursor = None
-        await finish(session, run)
-        await session.flush()
-        await session.refresh(deal)
-        event = _deal_updated(deal) if changed else None
+            # Until its last page commits, the deal is partial: a later run walks it all.
+            changes["sync_status"] = "partial"
+            run_changes["checkpoint"] = checkpoint_merge(SyncRun.checkpoint, "current", progress)
+            run_changes["chat_cursor"] = next_cursor
+        else:
+            newly_listed = deal.synced_at is None and deal.total_messages + len(fresh) > 0
+            changes["sync_status"] = "synced"
+            if newly_listed:
+                changes["synced_at"] = func.now()
+            changed = newly_listed or progress["imported"] > 0
+            if changed:
+                changes["version"] = Deal.version + 1
+            run_changes.update(
+                processed_chats=SyncRun.processed_chats + 1,
+                chat_cursor=None,
+                checkpoint=checkpoint_without(SyncRun.checkpoint, "current"),
+            )
+            run_changes.update(finish(run_changes["checkpoint"]))
+            # Imported: off the retry list, whichever phase found it.
+            await session.execute(delete(SyncRetryChat).where(SyncRetryChat.chat_id == chat.id))
+        row = (
+            await session.execute(
+                update(Deal)
+                .where(Deal.id == deal_id)
+                .values(**changes, updated_at=func.now())
+                .returning(*_EVENT_COLUMNS)
+            )
+        ).one()
+        await update_run(session, lease, run_changes)
+        if finish is not None and changed:
+            event = _deal_updated(row)
     if event is not None:
-        await publish_quietly(deps, event)
+        deps.notices.send(event)
     return progress
 
 
-async def _lock_deal(session: AsyncSession, deal_id: uuid.UUID) -> Deal:
-    deal = await session.scalar(
-        select(Deal)
-        .where(Deal.id == deal_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if deal is None:
-        raise UpstreamNotFound(f"deal {deal_id} vanished during its import")
-    return deal
+_INSERT_KEYS = text(
+    """
+    INSERT INTO message_key (deal_id, message_id, sort_key, direction, source, state, deleted,
+                             sent_at)
+    SELECT CAST(:deal_id AS uuid), u.message_id, u.sort_key, u.direction, 'imported', 'present',
+           false, u.sent_at
+    FROM unnest(CAST(:ids AS text[]), CAST(:keys AS text[]), CAST(:directions AS text[]),
+                CAST(:sent AS timestamptz[])) AS u(message_id, sort_key, direction, sent_at)
+    ON CONFLICT DO NOTHING
+    RETURNING message_id
+    """
+)
+
+_EVENT_COLUMNS = (
+    Deal.id,
+    Deal.owner_user_id,
+    Deal.version,
+    Deal.unread_count,
+    Deal.total_messages,
+    Deal.last_message_id,
+    Deal.last_message_at,
+    Deal.last_message,
+)
 
 
-def _save_chat(run: SyncRun, progress: dict[str, Any]) -> None:
-    run.checkpoint = {**run.checkpoint, "current": progress}
-    run.chat_cursor = progress["cursor"]
+def _key_rows(deal_id: uuid.UUID, messages: list[Message]) -> dict[str, Any]:
+    return {
+        "deal_id": str(deal_id),
+        "ids": [m.id for m in messages],
+        "keys": [imported_message_key(m.created_at, m.id) for m in messages],
+        "directions": [m.direction for m in messages],
+        "sent": [m.created_at for m in messages],
+    }
 
 
-def _set_last(deal: Deal, message: Message, key: str) -> None:
-    deal.last_message_id = message.id
-    deal.last_message_key = key
-    deal.last_message_at = message.created_at
+def _last(message: Message, key: str) -> dict[str, Any]:
     preview = MessagePreview(
         text=preview_text({"text": message.text}),
         direction=message.direction,
         date=message.created_at,
     )
-    deal.last_message = preview.model_dump(mode="json")
+    return {
+        "last_message_id": message.id,
+        "last_message_key": key,
+        "last_message_at": message.created_at,
+        "last_message": preview.model_dump(mode="json"),
+    }
 
 
 def _owner(chat: Chat) -> int | None:
@@ -276,8 +385,9 @@ def _owner(chat: Chat) -> int | None:
     return None
 
 
-def _item(deal_id: uuid.UUID, chat: Chat, customer: ImportedCustomer, message: Message) -> Item:
+def _item(chat: Chat, customer: ImportedCustomer, message: Message) -> Item:
     """The message item, with the attributes and formats of `common.messages`."""
+    deal_id = deal_id_for_external(chat.id)
     incoming = message.direction == "incoming"
     if incoming:
         sender: dict[str, str] | None = {"id": customer.external_id, "name": customer.name}
@@ -305,7 +415,7 @@ def _item(deal_id: uuid.UUID, chat: Chat, customer: ImportedCustomer, message: M
     }
 
 
-def _deal_updated(deal: Deal) -> DealUpdated:
+def _deal_updated(deal: Any) -> DealUpdated:
     return DealUpdated(
         deal_id=deal.id,
         owner_user_id=str(deal.owner_user_id) if deal.owner_user_id is not None else None,
@@ -318,14 +428,6 @@ def _deal_updated(deal: Deal) -> DealUpdated:
         if deal.last_message
         else None,
     )
-
-
-async def publish_quietly(deps: Deps, event: Event) -> None:
-    """Realtime notifications are best effort: the state is committed and readable anyway."""
-    try:
-        await deps.publish(event)
-    except Exception as error:
-        log.warning("event not published", type=getattr(event, "type", "?"), error=repr(error))
 
 
 async def _put_items(deps: Deps, items: list[Item]) -> None:

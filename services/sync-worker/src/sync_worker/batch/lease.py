@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.db import transaction
@@ -137,6 +138,28 @@ async def fenced(session: AsyncSession, lease: Lease) -> SyncRun:
     if run is None:
         raise LeaseLost(f"sync run {lease.run_id}: lease {lease.token} is no longer held")
     return run
+
+
+async def update_run(session: AsyncSession, lease: Lease, values: dict[str, Any]) -> None:
+    """Write the run's counters and checkpoint if this lease still holds it (one statement,
+    in the caller's transaction: a taken-over holder rolls back everything with it)."""
+    updated = await session.scalar(
+        update(SyncRun)
+        .where(*_held(lease))
+        .values(**values, updated_at=func.now())
+        .returning(SyncRun.id)
+    )
+    if updated is None:
+        raise LeaseLost(f"sync run {lease.run_id}: lease {lease.token} is no longer held")
+
+
+def checkpoint_merge(base: Any, key: str, value: Any) -> Any:
+    """`base || {key: value}` for the JSONB checkpoint."""
+    return base.op("||", return_type=JSONB)(func.jsonb_build_object(key, literal(value, JSONB)))
+
+
+def checkpoint_without(base: Any, key: str) -> Any:
+    return base.op("-", return_type=JSONB)(key)
 
 
 async def finish(

@@ -9,14 +9,15 @@ JSON of chats that went to the retry list, since the upstream cannot fetch one c
 Each chat ends in one fenced transaction that also moves the checkpoint past it.
 """
 
+import asyncio
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
 
 from common.db import transaction
 from common.events import SyncProgress
@@ -28,10 +29,29 @@ from sync_worker.batch.client import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from sync_worker.batch.importer import Advance, Deps, chat_checkpoint, import_chat, publish_quietly
-from sync_worker.batch.lease import Lease, as_utc, fenced, finish
+from sync_worker.batch.importer import (
+    Advance,
+    Deps,
+    Known,
+    Prepared,
+    chat_checkpoint,
+    import_chat,
+    known_customers,
+    prepare,
+)
+from sync_worker.batch.lease import (
+    Lease,
+    as_utc,
+    checkpoint_without,
+    fenced,
+    finish,
+    update_run,
+)
 
 log = structlog.get_logger(__name__)
+
+# How many chats of a page are fetched and written to DynamoDB ahead of their commit.
+PREFETCH_CHATS = 4
 
 
 def chat_failure(error: BaseException) -> bool:
@@ -75,7 +95,7 @@ async def _retry_phase(deps: Deps, lease: Lease, run: SyncRun) -> None:
         if raw is None:
             log.warning("retry chat unknown to every run; kept for a person", chat_id=chat_id)
             async with transaction(deps.sessions) as session:
-                await advance(session, await fenced(session, lease))
+                await update_run(session, lease, advance(SyncRun.checkpoint))
             continue
         chat = Chat.model_validate(raw)
         resume = current if current is not None and current["chat"]["id"] == chat_id else None
@@ -104,33 +124,78 @@ async def _walk_pages(
 ) -> None:
     cursor, position = run.cursor, run.page_position
     max_date = as_utc(run.max_date) if run.max_date is not None else None
+    # Fetching and DynamoDB writes run ahead (they are idempotent); commits go in order.
+    slots = asyncio.Semaphore(PREFETCH_CHATS)
+
+    async def ahead(chat: Chat, state: dict[str, Any], known: Known) -> Prepared:
+        async with slots:
+            return await prepare(deps, chat, state, max_date=max_date, known=known)
+
     while True:
         page = await deps.api.list_chats(cursor, deps.page_size)
-        known = await _known_deals(deps, page.items)
-        for index in range(position, len(page.items)):
-            chat = page.items[index]
-            if max_date is not None and chat.last_message.created_at < max_date:
-                return
-            unchanged = known.get(chat.id) == ("synced", chat.last_message.id)
-            if unchanged and run.kind == "incremental":
-                return
-            current, held["current"] = held["current"], None
-            resume = current if current is not None and current["chat"]["id"] == chat.id else None
-            if current is not None and resume is None:
-                await _abandon(deps, lease, current)
-            advance = _walk_advance(index + 1)
-            if unchanged:
-                await _skip(deps, lease, advance)
-                continue
-            state = resume or chat_checkpoint(chat, "walk")
-            await _import_or_fail(deps, lease, chat, state, max_date, advance)
+        plan, known, finished = await _plan(deps, run, page.items, position, max_date)
+        current, held["current"] = held["current"], None
+        if current is not None and not (plan and plan[0][1].id == current["chat"]["id"]):
+            await _abandon(deps, lease, current)
+            current = None
+        states = {
+            index: current
+            if current is not None and index == position
+            else chat_checkpoint(chat, "walk")
+            for index, chat, unchanged in plan
+            if not unchanged
+        }
+        tasks = {
+            index: asyncio.create_task(ahead(chat, states[index], known[chat.id]))
+            for index, chat, unchanged in plan
+            if not unchanged
+        }
+        try:
+            for index, chat, unchanged in plan:
+                advance = _walk_advance(index + 1)
+                if unchanged:
+                    await _skip(deps, lease, advance)
+                    continue
+                await _import_or_fail(
+                    deps, lease, chat, states[index], max_date, advance, tasks[index]
+                )
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
         await progress(deps, lease.run_id)
-        if page.next_cursor is None:
+        if finished or page.next_cursor is None:
             return
         async with transaction(deps.sessions) as session:
             fenced_run = await fenced(session, lease)
             fenced_run.cursor, fenced_run.page_position = page.next_cursor, 0
         cursor, position = page.next_cursor, 0
+
+
+async def _plan(
+    deps: Deps, run: SyncRun, chats: list[Chat], position: int, max_date: datetime | None
+) -> tuple[list[tuple[int, Chat, bool]], dict[str, Known], bool]:
+    """The page's chats to handle from `position` (with whether each is unchanged), what is
+    stored about them, and whether the walk ends on this page."""
+    deals = await _known_deals(deps, chats)
+    customers = await known_customers(deps, chats)
+    known: dict[str, Known] = {}
+    plan: list[tuple[int, Chat, bool]] = []
+    for index in range(position, len(chats)):
+        chat = chats[index]
+        if max_date is not None and chat.last_message.created_at < max_date:
+            return plan, known, True
+        deal = deals.get(chat.id)
+        synced = deal is not None and deal.sync_status == "synced"
+        unchanged = synced and deal is not None and deal.last_message_id == chat.last_message.id
+        # A chat this run imported already may come round again if the list shifted.
+        earlier = deal is not None and (run.started_at is None or deal.updated_at < run.started_at)
+        if unchanged and earlier and run.kind == "incremental":
+            return plan, known, True
+        plan.append((index, chat, unchanged))
+        stop_key = deal.last_message_key if synced and deal is not None else None
+        known[chat.id] = Known(customers.get(chat.customer_id), stop_key)
+    return plan, known, False
 
 
 async def _import_or_fail(
@@ -140,9 +205,12 @@ async def _import_or_fail(
     state: dict[str, Any],
     max_date: datetime | None,
     advance: Advance,
+    prepared: Awaitable[Prepared] | None = None,
 ) -> None:
     try:
-        await import_chat(deps, lease, chat, state, max_date=max_date, advance=advance)
+        await import_chat(
+            deps, lease, chat, state, max_date=max_date, advance=advance, prepared=prepared
+        )
     except Exception as error:
         if not chat_failure(error):
             raise
@@ -154,9 +222,8 @@ async def _fail_chat(
     deps: Deps, lease: Lease, chat: Chat, error: str, advance: Advance | None
 ) -> None:
     async with transaction(deps.sessions) as session:
-        run = await fenced(session, lease)
         statement = insert(SyncRetryChat).values(
-            chat_id=chat.id, first_failed_run=run.id, attempts=1, last_error=error[:2000]
+            chat_id=chat.id, first_failed_run=lease.run_id, attempts=1, last_error=error[:2000]
         )
         await session.execute(
             statement.on_conflict_do_update(
@@ -168,14 +235,22 @@ async def _fail_chat(
                 },
             )
         )
-        failed = {**run.checkpoint.get("failed", {}), chat.id: chat.model_dump(mode="json")}
-        checkpoint = {k: v for k, v in run.checkpoint.items() if k != "current"}
-        run.checkpoint = {**checkpoint, "failed": failed}
-        run.chat_cursor = None
-        run.failed_chats += 1
-        run.processed_chats += 1
+        # Keep the chat's upstream JSON: the upstream cannot fetch one chat by id.
+        failed = func.coalesce(SyncRun.checkpoint["failed"], literal({}, JSONB)).op(
+            "||", return_type=JSONB
+        )(func.jsonb_build_object(chat.id, literal(chat.model_dump(mode="json"), JSONB)))
+        checkpoint = checkpoint_without(SyncRun.checkpoint, "current").op("||", return_type=JSONB)(
+            func.jsonb_build_object("failed", failed)
+        )
+        values: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "chat_cursor": None,
+            "failed_chats": SyncRun.failed_chats + 1,
+            "processed_chats": SyncRun.processed_chats + 1,
+        }
         if advance is not None:
-            await advance(session, run)
+            values.update(advance(checkpoint))
+        await update_run(session, lease, values)
 
 
 async def _abandon(deps: Deps, lease: Lease, current: dict[str, Any]) -> None:
@@ -185,24 +260,27 @@ async def _abandon(deps: Deps, lease: Lease, current: dict[str, Any]) -> None:
 
 async def _skip(deps: Deps, lease: Lease, advance: Advance) -> None:
     async with transaction(deps.sessions) as session:
-        run = await fenced(session, lease)
-        run.skipped_chats += 1
-        run.processed_chats += 1
-        await advance(session, run)
+        values = {
+            "skipped_chats": SyncRun.skipped_chats + 1,
+            "processed_chats": SyncRun.processed_chats + 1,
+            **advance(SyncRun.checkpoint),
+        }
+        await update_run(session, lease, values)
 
 
 def _walk_advance(position: int) -> Advance:
-    async def advance(_session: AsyncSession, run: SyncRun) -> None:
-        run.page_position = position
-
-    return advance
+    return lambda _checkpoint: {"page_position": position}
 
 
 def _retry_advance(chat_id: str) -> Advance:
-    async def advance(_session: AsyncSession, run: SyncRun) -> None:
-        run.checkpoint = {
-            **run.checkpoint,
-            "retry_done": [*run.checkpoint.get("retry_done", []), chat_id],
+    def advance(checkpoint: Any) -> dict[str, Any]:
+        done = func.coalesce(SyncRun.checkpoint["retry_done"], literal([], JSONB)).op(
+            "||", return_type=JSONB
+        )(literal([chat_id], JSONB))
+        return {
+            "checkpoint": checkpoint.op("||", return_type=JSONB)(
+                func.jsonb_build_object("retry_done", done)
+            )
         }
 
     return advance
@@ -215,13 +293,19 @@ def _current(run: SyncRun, phase: str) -> dict[str, Any] | None:
     return None
 
 
-async def _known_deals(deps: Deps, chats: list[Chat]) -> dict[str, tuple[str, str | None]]:
+async def _known_deals(deps: Deps, chats: list[Chat]) -> dict[str, Any]:
     ids = {deal_id_for_external(chat.id): chat.id for chat in chats}
     async with deps.sessions() as session:
         rows = await session.execute(
-            select(Deal.id, Deal.sync_status, Deal.last_message_id).where(Deal.id.in_(ids))
+            select(
+                Deal.id,
+                Deal.sync_status,
+                Deal.last_message_id,
+                Deal.last_message_key,
+                Deal.updated_at,
+            ).where(Deal.id.in_(ids))
         )
-        return {ids[row.id]: (row.sync_status, row.last_message_id) for row in rows}
+        return {ids[row.id]: row for row in rows}
 
 
 async def _failed_chat_json(deps: Deps, chat_id: str) -> dict[str, Any] | None:
@@ -239,8 +323,7 @@ async def _failed_chat_json(deps: Deps, chat_id: str) -> dict[str, Any] | None:
 async def progress(deps: Deps, run_id: uuid.UUID) -> None:
     async with deps.sessions() as session:
         run = await session.get_one(SyncRun, run_id, populate_existing=True)
-    await publish_quietly(
-        deps,
+    deps.notices.send(
         SyncProgress(
             task_id=run.id,
             status=run.status,
@@ -250,3 +333,4 @@ async def progress(deps: Deps, run_id: uuid.UUID) -> None:
             failed_chats=run.failed_chats,
         ),
     )
+    await deps.notices.flush()
