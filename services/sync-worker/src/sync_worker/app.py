@@ -23,7 +23,7 @@ from common.health import Check, probe_routes
 from common.settings import Settings
 from sync_worker import consumers
 from sync_worker.batching import Batcher
-from sync_worker.live import Stores, persist
+from sync_worker.live import Stores, commit, write_items
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -56,7 +56,8 @@ def create_app(settings: Settings) -> Starlette:
                 await dynamo.ensure_messages_table(client, table)
                 stores = Stores(db.make_sessionmaker(engine), client, table)
                 publish = partial(publish_event, broker, timeout=settings.publish_confirm_timeout)
-                broker.context.set_global("batcher", Batcher(partial(persist, stores), publish))
+                batcher = Batcher(partial(write_items, stores), partial(commit, stores), publish)
+                broker.context.set_global("batcher", batcher)
                 await broker.connect()
                 await declare_topology(broker, consumers.QUEUES)
                 await broker.start()

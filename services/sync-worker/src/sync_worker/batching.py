@@ -4,6 +4,10 @@ Each consumer hands its event in and waits; the handler returns (and FastStream 
 once the event's batch is committed and its `deal.updated` events are published. With a
 quiet queue a batch is one event; under load it is everything the prefetch let in, so there
 is never a commit per message while messages queue up.
+
+The two halves are pipelined: while batch N is committed to PostgreSQL, the DynamoDB items of
+batch N+1 are written. Each event still has its items written before its commit, and the
+stores do not depend on the order between events.
 """
 
 import asyncio
@@ -35,16 +39,21 @@ BATCH_SECONDS = Histogram(
     "sync_worker_live_batch_seconds", "Time to write one batch to both stores and announce it."
 )
 
-Persist = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
+Write = Callable[[Sequence[LiveEvent]], Awaitable[None]]
+Commit = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
 Publish = Callable[[DealUpdated], Awaitable[None]]
+_Entry = tuple[LiveEvent, "asyncio.Future[None]"]
 
 
 class Batcher:
-    def __init__(self, persist: Persist, publish: Publish, *, max_batch: int = 500) -> None:
-        self._persist = persist
+    def __init__(
+        self, write: Write, commit: Commit, publish: Publish, *, max_batch: int = 500
+    ) -> None:
+        self._write = write
+        self._commit = commit
         self._publish = publish
         self._max_batch = max_batch
-        self._pending: list[tuple[LiveEvent, asyncio.Future[None]]] = []
+        self._pending: list[_Entry] = []
         self._drainer: asyncio.Task[None] | None = None
 
     async def submit(self, event: LiveEvent) -> None:
@@ -55,42 +64,58 @@ class Batcher:
         await future
 
     async def _drain(self) -> None:
-        while self._pending:
+        committing: asyncio.Task[None] | None = None
+        while self._pending or committing is not None:
+            if not self._pending:
+                assert committing is not None
+                await committing
+                committing = None
+                continue
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            await self._run(batch)
+            started = time.perf_counter()
+            try:
+                await self._write([event for event, _ in batch])
+                written = True
+            except Exception as error:
+                log.warning("batch write failed", size=len(batch), error=repr(error))
+                written = False
+            if committing is not None:
+                await committing
+            committing = asyncio.create_task(self._finish(batch, written, started))
 
-    async def _run(self, batch: list[tuple[LiveEvent, asyncio.Future[None]]]) -> None:
-        started = time.perf_counter()
-        try:
-            updates = await self._persist([event for event, _ in batch])
-            await asyncio.gather(*(self._publish(update) for update in updates))
-        except Exception as error:
-            if len(batch) > 1:
-                # One bad event must not fail its neighbours: each is tried alone.
-                log.warning(
-                    "batch failed, trying its events one by one", size=len(batch), error=repr(error)
-                )
-                for entry in batch:
-                    await self._run([entry])
+    async def _finish(self, batch: list[_Entry], written: bool, started: float) -> None:
+        if written:
+            try:
+                await self._commit_and_publish(batch)
+            except Exception as error:
+                if len(batch) == 1:
+                    _fail(batch[0], error)
+                    return
+                log.warning("batch failed, trying its events one by one", error=repr(error))
+            else:
+                BATCH_SIZE.observe(len(batch))
+                BATCH_SECONDS.observe(time.perf_counter() - started)
                 return
-            EVENTS_FAILED.labels(type=batch[0][0].type).inc()
-            _settle(batch, error)
-            return
-        BATCH_SIZE.observe(len(batch))
-        BATCH_SECONDS.observe(time.perf_counter() - started)
-        for event, _ in batch:
+        # One bad event must not fail its neighbours: each is tried alone, both halves.
+        for entry in batch:
+            try:
+                await self._write([entry[0]])
+                await self._commit_and_publish([entry])
+            except Exception as error:
+                _fail(entry, error)
+
+    async def _commit_and_publish(self, batch: list[_Entry]) -> None:
+        updates = await self._commit([event for event, _ in batch])
+        await asyncio.gather(*(self._publish(update) for update in updates))
+        for event, future in batch:
             EVENTS_WRITTEN.labels(type=event.type).inc()
-        _settle(batch, None)
+            if not future.done():
+                future.set_result(None)
 
 
-def _settle(
-    batch: list[tuple[LiveEvent, asyncio.Future[None]]], error: BaseException | None
-) -> None:
-    for _, future in batch:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+def _fail(entry: _Entry, error: Exception) -> None:
+    event, future = entry
+    EVENTS_FAILED.labels(type=event.type).inc()
+    if not future.done():
+        future.set_exception(error)

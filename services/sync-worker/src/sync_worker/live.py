@@ -36,6 +36,11 @@ after_dynamo_write: Callable[[Sequence[LiveEvent]], Awaitable[None]] | None = No
 async def persist(stores: Stores, events: Sequence[LiveEvent]) -> list[DealUpdated]:
     """Write a batch of events; returns the state of every deal they touched."""
     await write_items(stores, events)
+    return await commit(stores, events)
+
+
+async def commit(stores: Stores, events: Sequence[LiveEvent]) -> list[DealUpdated]:
+    """The PostgreSQL half, once the events' DynamoDB items are written."""
     if after_dynamo_write is not None:
         await after_dynamo_write(events)
 
