@@ -2,7 +2,9 @@
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dynamo import to_attributes
 from common.events import (
+    DealUpdated,
     MessageEdited,
     MessageReceived,
     MessagesDeleted,
@@ -22,6 +25,7 @@ from common.events import (
 from common.ids import deal_id_for_telegram, telegram_message_key, version_key
 from common.models import Base, BusinessConnection, Customer
 from sync_worker import live
+from sync_worker.batching import Batcher
 from sync_worker.live import Stores, persist
 from sync_worker.store import LiveEvent
 from sync_worker.testing import (
@@ -321,3 +325,50 @@ async def test_concurrent_workers_end_as_in_order(stores: Stores) -> None:
     await asyncio.gather(*(worker(arrivals[offset::3]) for offset in range(3)))
 
     assert await _snapshot(target) == expected
+
+
+async def test_group_commit_of_shuffled_events_ends_as_in_order(stores: Stores) -> None:
+    history: list[LiveEvent] = [connection(0, enabled=True)]
+    for message_id in range(1, 41):
+        history.append(received(1001, message_id, outgoing=message_id % 9 == 0))
+        if message_id % 5 == 0:
+            history.append(edited(1001, message_id, 1, outgoing=message_id % 9 == 0))
+    history.append(deleted(1001, [2, 40], at=1))
+    good = received(1001, 41, outgoing=False)
+    in_order = await new_stores(stores.sessions, stores.dynamo)
+    for event in [*history, good]:
+        await persist(in_order, [event])
+    expected = await _snapshot(in_order)
+    await _truncate(stores.sessions)
+    target = await new_stores(stores.sessions, stores.dynamo)
+    published: list[DealUpdated] = []
+    persisted: list[int] = []
+
+    async def counted_commit(events: Sequence[LiveEvent]) -> list[DealUpdated]:
+        persisted.append(len(events))
+        return await live.commit(target, events)
+
+    async def publish(update: DealUpdated) -> None:
+        published.append(update)
+
+    batcher = Batcher(partial(live.write_items, target), counted_commit, publish)
+    assert isinstance(good, MessageReceived)
+    poison = good.model_copy(update={"message_id": str(10**13)})  # beyond any sort key
+
+    async def late(event: LiveEvent) -> None:
+        await asyncio.sleep(0.01)  # into a later batch, beside the next events
+        await batcher.submit(event)
+
+    results = await asyncio.gather(
+        late(poison),
+        late(good),
+        *(batcher.submit(event) for event in reversed(history)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], ValueError)
+    assert results[1:] == [None] * (len(history) + 1)
+    assert max(persisted) > 1
+    assert await _snapshot(target) == expected
+    newest = max(published, key=lambda update: update.version)
+    assert (newest.total_messages, newest.unread_count) == expected["deals"]["1001"]["counters"]
