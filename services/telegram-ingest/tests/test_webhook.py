@@ -267,6 +267,8 @@ async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
         b"\xff\xfe",
         b'{"update_id": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         b'{"update_id": 1, "business_message": ' + b"[" * 300 + b"]" * 300 + b"}",
+        b'{"update_id": 1, "business_message": "\\ud800"}',
+        b'{"update_id": 1, "business_message": {"\\udfff": 1}}',
     ],
     ids=[
         "empty",
@@ -281,6 +283,8 @@ async def test_other_methods_are_405(client: httpx.AsyncClient) -> None:
         "binary",
         "deep",
         "too-deep-to-park",
+        "lone-surrogate",
+        "lone-surrogate-key",
     ],
 )
 async def test_malformed_body_is_400_and_publishes_nothing(

@@ -62,7 +62,7 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
         data = json.loads(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
-    if not isinstance(data, dict) or not shallow(data):
+    if not isinstance(data, dict) or not representable(data):
         return None
     update_id = data.get("update_id")
     if type(update_id) is not int or not 0 <= update_id < _UPDATE_ID_LIMIT:
@@ -70,12 +70,21 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
     return data
 
 
-def shallow(value: object, limit: int = MAX_DEPTH) -> bool:
-    """No list or object nested deeper than `limit`."""
+def representable(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Can be carried in an event: nested at most `limit` deep, every string valid UTF-8.
+
+    JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 encoder accepts.
+    """
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _utf8(item):
+                return False
+            continue
         if isinstance(item, dict):
+            if not all(_utf8(key) for key in item):
+                return False
             children: Iterable[object] = item.values()
         elif isinstance(item, list):
             children = item
@@ -84,6 +93,16 @@ def shallow(value: object, limit: int = MAX_DEPTH) -> bool:
         if depth > limit:
             return False
         stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
     return True
 
 
