@@ -127,7 +127,12 @@ async def prepare(
     max_date: datetime | None,
     known: Known | None = None,
 ) -> Prepared:
-    customer = (known and known.customer) or await ensure_customer(deps, chat)
+    if known is not None and known.customer is not None:
+        customer = known.customer
+    elif known is not None:  # the page's lookup found none: skip the second lookup
+        customer = await _new_customer(deps, chat)
+    else:
+        customer = await ensure_customer(deps, chat)
     await deps.publish(
         CustomerImported(
             customer_id=customer.id,
@@ -142,7 +147,7 @@ async def prepare(
         stop_key = known.stop_key if known is not None else await _stop_key(deps, chat)
     page = await deps.api.list_messages(chat.id, progress["cursor"], deps.message_page_size)
     wanted, done = _select(page, stop_key, max_date)
-    await _put_items(deps, [_item(chat, customer, m) for m in wanted])
+    await _put_items(deps, _items(chat, customer, wanted))
     return Prepared(customer, stop_key, page, wanted, done)
 
 
@@ -175,7 +180,7 @@ async def import_chat(
             return int(progress["imported"])
         page = await deps.api.list_messages(chat.id, progress["cursor"], deps.message_page_size)
         wanted, done = _select(page, ready.stop_key, max_date)
-        await _put_items(deps, [_item(chat, ready.customer, m) for m in wanted])
+        await _put_items(deps, _items(chat, ready.customer, wanted))
 
 
 def _select(
@@ -222,9 +227,17 @@ async def ensure_customer(deps: Deps, chat: Chat) -> ImportedCustomer:
     customer_id = customer_id_for_external(chat.customer_id)
     async with deps.sessions() as session:
         stored = await session.get(Customer, customer_id)
-    if stored is None:
-        fetched = await deps.api.get_customer(chat.customer_id)
-        async with transaction(deps.sessions) as session:
+    if stored is not None:
+        return ImportedCustomer(stored.id, stored.external_id, stored.name, stored.avatar_url)
+    return await _new_customer(deps, chat)
+
+
+async def _new_customer(deps: Deps, chat: Chat) -> ImportedCustomer:
+    customer_id = customer_id_for_external(chat.customer_id)
+    fetched = await deps.api.get_customer(chat.customer_id)
+    columns = (Customer.id, Customer.external_id, Customer.name, Customer.avatar_url)
+    async with transaction(deps.sessions) as session:
+        row = (
             await session.execute(
                 insert(Customer)
                 .values(
@@ -235,9 +248,51 @@ async def ensure_customer(deps: Deps, chat: Chat) -> ImportedCustomer:
                     avatar_url=fetched.avatar_url,
                 )
                 .on_conflict_do_nothing()
+                .returning(*columns)
             )
-            stored = await session.get_one(Customer, customer_id)
-    return ImportedCustomer(stored.id, stored.external_id, stored.name, stored.avatar_url)
+        ).one_or_none()
+        if row is None:  # stored meanwhile by someone else: theirs stays
+            row = (await session.execute(select(*columns).where(Customer.id == customer_id))).one()
+    return ImportedCustomer(*row)
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A chat whose whole import came in its first page: it commits in a group."""
+
+    chat: Chat
+    prepared: Prepared
+    progress: dict[str, Any]
+
+
+async def commit_group(
+    deps: Deps, lease: Lease, group: list[Ready], advance: Advance, *, forget: set[str]
+) -> None:
+    """Finish several prepared chats in one transaction, moving the checkpoint past the last:
+    fewer commits on the import's sequential path. `forget`: chats on the retry list."""
+    events: list[DealUpdated] = []
+    imported = 0
+    async with transaction(deps.sessions) as session:
+        for ready in group:
+            page = ready.prepared
+            written = await _write_page(
+                session, ready.chat, page.customer, page.wanted, ready.progress, None, True
+            )
+            imported += written.fresh
+            if written.event is not None:
+                events.append(written.event)
+            if ready.chat.id in forget:
+                await _forget(session, ready.chat.id)
+        checkpoint = checkpoint_without(SyncRun.checkpoint, "current")
+        changes = {
+            "imported_messages": SyncRun.imported_messages + imported,
+            "processed_chats": SyncRun.processed_chats + len(group),
+            "chat_cursor": None,
+            "checkpoint": checkpoint,
+        }
+        await update_run(session, lease, {**changes, **advance(checkpoint)})
+    for event in events:
+        deps.notices.send(event)
 
 
 async def _commit_page(
@@ -251,81 +306,106 @@ async def _commit_page(
     finish: Advance | None,
 ) -> dict[str, Any]:
     """One transaction: the page's message keys, the deal's counters moved for the new ones,
-    the run's counters and checkpoint. Plain statements: this is the import's hot path."""
-    deal_id = deal_id_for_external(chat.id)
+    the run's counters and checkpoint."""
     async with transaction(deps.sessions) as session:
-        upsert = insert(Deal).values(
-            id=deal_id,
-            source="external",
-            external_id=chat.id,
-            owner_user_id=_owner(chat),
-            customer_id=customer.id,
-            sync_status="partial",
+        written = await _write_page(
+            session, chat, customer, messages, progress, next_cursor, finish is not None
         )
-        # The upsert locks the deal row for the rest of the transaction.
-        deal = (
-            await session.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[Deal.id],
-                    set_={
-                        "owner_user_id": upsert.excluded.owner_user_id,
-                        "customer_id": upsert.excluded.customer_id,
-                    },
-                ).returning(Deal.total_messages, Deal.last_message_key, Deal.synced_at)
-            )
-        ).one()
-        new: set[str] = set()
-        if messages:
-            new = set(await session.scalars(_INSERT_KEYS, _key_rows(deal_id, messages)))
-        fresh = [m for m in messages if m.id in new]
-        changes: dict[str, Any] = {"total_messages": Deal.total_messages + len(fresh)}
-        newest = max(fresh, key=lambda m: imported_message_key(m.created_at, m.id), default=None)
-        if newest is not None:
-            key = imported_message_key(newest.created_at, newest.id)
-            if deal.last_message_key is None or key > deal.last_message_key:
-                changes.update(_last(newest, key))
-        progress = {
-            **progress,
-            "cursor": next_cursor,
-            "imported": progress["imported"] + len(fresh),
-        }
-        run_changes: dict[str, Any] = {"imported_messages": SyncRun.imported_messages + len(fresh)}
-        event: DealUpdated | None = None
+        changes: dict[str, Any] = {"imported_messages": SyncRun.imported_messages + written.fresh}
         if finish is None:
-            # Until its last page commits, the deal is partial: a later run walks it all.
-            changes["sync_status"] = "partial"
-            run_changes["checkpoint"] = checkpoint_merge(SyncRun.checkpoint, "current", progress)
-            run_changes["chat_cursor"] = next_cursor
+            changes["checkpoint"] = checkpoint_merge(
+                SyncRun.checkpoint, "current", written.progress
+            )
+            changes["chat_cursor"] = next_cursor
         else:
-            newly_listed = deal.synced_at is None and deal.total_messages + len(fresh) > 0
-            changes["sync_status"] = "synced"
-            if newly_listed:
-                changes["synced_at"] = func.now()
-            changed = newly_listed or progress["imported"] > 0
-            if changed:
-                changes["version"] = Deal.version + 1
-            run_changes.update(
-                processed_chats=SyncRun.processed_chats + 1,
-                chat_cursor=None,
-                checkpoint=checkpoint_without(SyncRun.checkpoint, "current"),
+            checkpoint = checkpoint_without(SyncRun.checkpoint, "current")
+            changes.update(
+                processed_chats=SyncRun.processed_chats + 1, chat_cursor=None, checkpoint=checkpoint
             )
-            run_changes.update(finish(run_changes["checkpoint"]))
-            # Imported: off the retry list, whichever phase found it.
-            await session.execute(delete(SyncRetryChat).where(SyncRetryChat.chat_id == chat.id))
-        row = (
-            await session.execute(
-                update(Deal)
-                .where(Deal.id == deal_id)
-                .values(**changes, updated_at=func.now())
-                .returning(*_EVENT_COLUMNS)
-            )
-        ).one()
-        await update_run(session, lease, run_changes)
-        if finish is not None and changed:
-            event = _deal_updated(row)
-    if event is not None:
-        deps.notices.send(event)
-    return progress
+            changes.update(finish(checkpoint))
+            await _forget(session, chat.id)
+        await update_run(session, lease, changes)
+    if written.event is not None:
+        deps.notices.send(written.event)
+    return written.progress
+
+
+@dataclass(frozen=True)
+class _Written:
+    progress: dict[str, Any]
+    fresh: int
+    event: DealUpdated | None
+
+
+async def _write_page(
+    session: AsyncSession,
+    chat: Chat,
+    customer: ImportedCustomer,
+    messages: list[Message],
+    progress: dict[str, Any],
+    next_cursor: str | None,
+    finishing: bool,
+) -> _Written:
+    """The page's message keys (`ON CONFLICT DO NOTHING` decides what is new) and the deal's
+    counters moved for the new ones only. Plain statements: this is the hot path."""
+    deal_id = deal_id_for_external(chat.id)
+    upsert = insert(Deal).values(
+        id=deal_id,
+        source="external",
+        external_id=chat.id,
+        owner_user_id=_owner(chat),
+        customer_id=customer.id,
+        sync_status="partial",
+    )
+    # The upsert locks the deal row for the rest of the transaction.
+    deal = (
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[Deal.id],
+                set_={
+                    "owner_user_id": upsert.excluded.owner_user_id,
+                    "customer_id": upsert.excluded.customer_id,
+                },
+            ).returning(Deal.total_messages, Deal.last_message_key, Deal.synced_at)
+        )
+    ).one()
+    new: set[str] = set()
+    if messages:
+        new = set(await session.scalars(_INSERT_KEYS, _key_rows(deal_id, messages)))
+    fresh = [m for m in messages if m.id in new]
+    changes: dict[str, Any] = {"total_messages": Deal.total_messages + len(fresh)}
+    newest = max(fresh, key=lambda m: imported_message_key(m.created_at, m.id), default=None)
+    if newest is not None:
+        key = imported_message_key(newest.created_at, newest.id)
+        if deal.last_message_key is None or key > deal.last_message_key:
+            changes.update(_last(newest, key))
+    progress = {**progress, "cursor": next_cursor, "imported": progress["imported"] + len(fresh)}
+    changed = False
+    if not finishing:
+        # Until its last page commits, the deal is partial: a later run walks it all.
+        changes["sync_status"] = "partial"
+    else:
+        newly_listed = deal.synced_at is None and deal.total_messages + len(fresh) > 0
+        changes["sync_status"] = "synced"
+        if newly_listed:
+            changes["synced_at"] = func.now()
+        changed = newly_listed or progress["imported"] > 0
+        if changed:
+            changes["version"] = Deal.version + 1
+    row = (
+        await session.execute(
+            update(Deal)
+            .where(Deal.id == deal_id)
+            .values(**changes, updated_at=func.now())
+            .returning(*_EVENT_COLUMNS)
+        )
+    ).one()
+    return _Written(progress, len(fresh), _deal_updated(row) if changed else None)
+
+
+async def _forget(session: AsyncSession, chat_id: str) -> None:
+    """Imported: off the retry list, whichever phase found it."""
+    await session.execute(delete(SyncRetryChat).where(SyncRetryChat.chat_id == chat_id))
 
 
 _INSERT_KEYS = text(
@@ -385,16 +465,20 @@ def _owner(chat: Chat) -> int | None:
     return None
 
 
-def _item(chat: Chat, customer: ImportedCustomer, message: Message) -> Item:
+def _items(chat: Chat, customer: ImportedCustomer, messages: list[Message]) -> list[Item]:
+    deal_id = str(deal_id_for_external(chat.id))
+    return [_item(deal_id, chat, customer, message) for message in messages]
+
+
+def _item(deal_id: str, chat: Chat, customer: ImportedCustomer, message: Message) -> Item:
     """The message item, with the attributes and formats of `common.messages`."""
-    deal_id = deal_id_for_external(chat.id)
     incoming = message.direction == "incoming"
     if incoming:
         sender: dict[str, str] | None = {"id": customer.external_id, "name": customer.name}
     else:
         sender = {"id": chat.owner_id, "name": ""} if chat.owner_id else None
     return {
-        "deal_id": str(deal_id),
+        "deal_id": deal_id,
         "sk": imported_message_key(message.created_at, message.id),
         "message_id": message.id,
         "chat_id": chat.id,

@@ -106,7 +106,7 @@ def upstream(
 def api_for(
     up: Upstream, *, token: str = TOKEN, timeout: float = 5.0, retry: RetryPolicy = FAST_RETRY
 ) -> ExternalApi:
-    return ExternalApi(up.url, token, timeout=timeout, retry=retry, concurrency=4)
+    return ExternalApi(up.url, token, timeout=timeout, retry=retry, concurrency=8)
 
 
 @dataclass
