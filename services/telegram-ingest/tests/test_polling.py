@@ -102,3 +102,21 @@ async def test_poll_mode_app_serves_probes_and_stops_with_its_lifespan(
     assert webhook.status_code == 404
     assert [event["update_id"] for event in await events.drain()] == [900000001]
     assert len(bot_api.calls) == calls_after_stop
+
+
+async def test_update_no_event_can_carry_is_skipped_not_retried_forever(
+    app_settings: Settings, bot_api: FakeBotAPI, events: Events
+) -> None:
+    bot_api.updates = [
+        {"update_id": 5, "business_message": {"text": "\ud800"}},
+        load_sample("business_connection"),
+    ]
+    stop = asyncio.Event()
+
+    async with open_ingest(app_settings) as ingest:
+        polling = asyncio.ensure_future(poll(ingest, stop, long_poll_seconds=0))
+        await _until(lambda: 900000002 in _offsets(bot_api))
+        stop.set()
+        await polling
+
+    assert [event["update_id"] for event in await events.drain()] == [900000001]

@@ -5,6 +5,7 @@ an update aiogram cannot parse is parked as `telegram.update.unparsed`, not refu
 """
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -31,7 +32,11 @@ BUSINESS_UPDATES: Final = (
     "deleted_business_messages",
 )
 
-# aiogram logs every update at INFO; at hundreds per second that is most of the CPU.
+# Real updates nest a dozen levels; far deeper cannot be re-serialised into an event
+# (pydantic stops at a few hundred) and would turn into a 503 Telegram retries for a day.
+MAX_DEPTH: Final = 64
+
+# aiogram logs a line per update at INFO: noise and CPU at hundreds of updates a second.
 logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
@@ -40,6 +45,42 @@ def update_type(raw: dict[str, Any]) -> str:
         if key in UPDATE_TYPES and value is not None:
             return key
     return "unknown"
+
+
+def representable(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Can be carried in an event: nested at most `limit` deep, every string valid UTF-8.
+
+    JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 encoder accepts.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _utf8(item):
+                return False
+            continue
+        if isinstance(item, dict):
+            if not all(_utf8(key) for key in item):
+                return False
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def build_dispatcher() -> Dispatcher:

@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from telegram_ingest.ingest import BUSINESS_UPDATES, Ingest
+from telegram_ingest.ingest import BUSINESS_UPDATES, Ingest, representable
 from telegram_ingest.publishing import Unavailable
 from telegram_ingest.telegram import GetRawUpdates, delete_webhook
 
@@ -62,7 +62,11 @@ async def poll(
                 update_id = raw.get("update_id")
                 if type(update_id) is not int or (offset is not None and update_id < offset):
                     continue
-                await ingest.handle(raw)
+                if representable(raw):
+                    await ingest.handle(raw)
+                else:
+                    # The webhook answers these 400; here, skipping is the same outcome.
+                    log.warning("unrepresentable update skipped", update_id=update_id)
                 offset = update_id + 1
             delay = backoff_seconds
             continue

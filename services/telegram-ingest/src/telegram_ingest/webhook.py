@@ -1,30 +1,24 @@
 """`POST /telegram/webhook/`: authenticate, bound, decode, then hand over to `Ingest`.
 
-A 200 means the update's event is on disk in RabbitMQ (or parked, or of a type we ignore);
-every other answer makes Telegram retry, so nothing is published before one of those.
+A 200 means the update's event is durably in RabbitMQ (or parked, or its type is one we
+ignore); any other answer makes Telegram retry the update.
 """
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from telegram_ingest.ingest import Ingest
+from telegram_ingest.ingest import Ingest, representable
 from telegram_ingest.metrics import REQUESTS_REJECTED
 from telegram_ingest.publishing import Unavailable
-
-log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES: Final = 1024 * 1024
 SECRET_HEADER: Final = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name
 _UPDATE_ID_LIMIT: Final = 2**63
-# Real updates nest a dozen levels; far deeper cannot be re-serialised into an event
-# (pydantic stops at a few hundred) and would turn into a 503 Telegram retries for a day.
-MAX_DEPTH: Final = 64
 
 
 class _TooLarge(Exception):
@@ -68,42 +62,6 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
     if type(update_id) is not int or not 0 <= update_id < _UPDATE_ID_LIMIT:
         return None
     return data
-
-
-def representable(value: object, limit: int = MAX_DEPTH) -> bool:
-    """Can be carried in an event: nested at most `limit` deep, every string valid UTF-8.
-
-    JSON's `\\ud800` escapes decode to lone surrogates, which no UTF-8 encoder accepts.
-    """
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if not _utf8(item):
-                return False
-            continue
-        if isinstance(item, dict):
-            if not all(_utf8(key) for key in item):
-                return False
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
-
-
-def _utf8(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def webhook_endpoint(
