@@ -6,8 +6,9 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-from ingest_fakes import OWNER_ID, SAMPLE_NAMES, Events, load_sample
+from ingest_fakes import OWNER_ID, SAMPLE_NAMES, Events, StartApp, load_sample
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from common.events import (
     ConnectionUpdated,
@@ -425,3 +426,21 @@ async def test_metrics_count_updates_events_rejections_and_confirms(
     assert [round(a - b) for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
     assert value("telegram_ingest_publishes_in_flight") == 0
     assert len(await events.drain()) == 1
+
+
+async def test_without_a_configured_secret_every_request_is_401(
+    app_settings: Settings, start_app: StartApp, events: Events
+) -> None:
+    settings = app_settings.model_copy(update={"telegram_webhook_secret": SecretStr("")})
+
+    async with start_app(settings) as client:
+        empty = await client.post(
+            "/telegram/webhook/",
+            json=load_sample("business_connection"),
+            headers={"X-Telegram-Bot-Api-Secret-Token": ""},
+        )
+        del client.headers["X-Telegram-Bot-Api-Secret-Token"]
+        missing = await client.post("/telegram/webhook/", json=load_sample("business_connection"))
+
+    assert (empty.status_code, missing.status_code) == (401, 401)
+    assert await events.drain() == []
