@@ -29,14 +29,10 @@ from sync_worker.batch.client import (
     UpstreamError,
     UpstreamUnavailable,
 )
+from sync_worker.batch.deps import Advance, Deps, Prepared, Ready
 from sync_worker.batch.importer import (
-    Advance,
-    Deps,
     Known,
-    Prepared,
-    Ready,
     chat_checkpoint,
-    commit_group,
     import_chat,
     known_customers,
     prepare,
@@ -49,6 +45,7 @@ from sync_worker.batch.lease import (
     finish,
     update_run,
 )
+from sync_worker.batch.writes import commit_group
 
 log = structlog.get_logger(__name__)
 

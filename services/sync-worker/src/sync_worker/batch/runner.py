@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, or_, select
 from common.models import SyncRun
 from sync_worker.batch import lease as leases
 from sync_worker.batch.client import UpstreamAuthError
-from sync_worker.batch.importer import Deps
+from sync_worker.batch.deps import Deps
 from sync_worker.batch.lease import Lease, LeaseLost
 from sync_worker.batch.run import execute, progress
 
@@ -143,9 +143,11 @@ class Runner:
         log.error("sync run failed", task_id=str(lease.run_id), error=reason)
         try:
             await leases.finish(self.deps.sessions, lease, "failed", reason)
+            await progress(self.deps, lease.run_id)
         except LeaseLost:
             return
-        await progress(self.deps, lease.run_id)
+        except Exception as error:  # e.g. the database is away: the lease expires instead
+            log.error("sync run not marked failed", task_id=str(lease.run_id), error=repr(error))
 
     async def _heartbeat(self, lease: Lease, work: asyncio.Task[SyncRun]) -> None:
         """Renew the lease; stop the work once it can no longer be held."""

@@ -22,7 +22,7 @@ from common.bus import publish_event
 from common.settings import Settings
 from sync_worker.batch.client import ExternalApi, RetryPolicy
 from sync_worker.batch.consumer import RUNNER_CONTEXT
-from sync_worker.batch.importer import Deps
+from sync_worker.batch.deps import Deps
 from sync_worker.batch.runner import Runner, RunnerConfig
 
 if TYPE_CHECKING:

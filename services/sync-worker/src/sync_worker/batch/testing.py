@@ -26,7 +26,7 @@ from common.events import Event, event_adapter
 from common.models import Customer, Deal, MessageKey, SyncRetryChat, SyncRun
 from common.settings import Settings
 from sync_worker.batch.client import ExternalApi, RetryPolicy
-from sync_worker.batch.importer import Deps
+from sync_worker.batch.deps import Deps
 from sync_worker.batch.runner import Runner, RunnerConfig
 from sync_worker.devserver.app import Faults, build_app
 from sync_worker.devserver.data import Dataset
