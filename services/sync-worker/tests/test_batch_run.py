@@ -315,3 +315,39 @@ async def test_failed_run_is_continued_by_the_next_start(batch_env: Env) -> None
     assert failed.processed_chats == dataset.chats.index(long_chat)
     assert not committed & set(later)
     assert later.count(messages_path) == -(-len(long_chat.messages) // 7) - 1
+
+
+async def test_resume_finds_its_chat_after_the_list_shifted(batch_env: Env) -> None:
+    dataset = generate(chats=12, max_messages=20, seed=6)
+    long_chat = max(dataset.chats[5:10], key=lambda chat: len(chat.messages))
+    messages_path = f"/api/v1/chats/{long_chat.id}/messages"
+    down = {"on": True}
+    with upstream(dataset) as up:
+        up.chaos.fail = lambda path, query: (
+            down["on"] and path == messages_path and "cursor" in query
+        )
+        async with api_for(up, retry=RetryPolicy(attempts=2, backoff_base=0.01)) as api:
+            runner = batch_env.runner(api)
+            failed = await run_once(runner, await create_run(batch_env.sessions))
+            down["on"] = False
+            # Activity in the oldest chat moves it to the front: every other chat shifts by one.
+            moved = dataset.chats[-1]
+            dataset.add_message(moved.id, "moved", datetime(2026, 2, 1, tzinfo=UTC))
+            mark = len(up.chaos.requests)
+
+            resumed = await run_once(runner, await create_run(batch_env.sessions))
+            after_resume = await snapshot(batch_env)
+            later = up.chaos.requests[mark:]
+            following = await run_once(runner, await create_run(batch_env.sessions))
+    final = await snapshot(batch_env)
+
+    assert failed.status == "failed"
+    assert (resumed.status, resumed.failed_chats, resumed.skipped_chats) == ("completed", 0, 1)
+    assert later.count(messages_path) == -(-len(long_chat.messages) // 7) - 1
+    assert after_resume["retry"] == []
+    assert moved.id not in {d["external_id"] for d in after_resume["deals"]}
+    assert (following.kind, following.processed_chats) == ("incremental", 1)
+    assert {d["external_id"]: d["total_messages"] for d in final["deals"]} == {
+        c.id: len(c.messages) for c in dataset.chats
+    }
+    assert len(final["items"]) == len(final["keys"]) == sum(len(c.messages) for c in dataset.chats)

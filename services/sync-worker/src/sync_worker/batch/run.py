@@ -142,12 +142,23 @@ async def _walk_pages(
         page = await deps.api.list_chats(cursor, deps.page_size)
         plan, known, finished = await _plan(deps, run, page.items, position, max_date)
         current, held["current"] = held["current"], None
-        if current is not None and not (plan and plan[0][1].id == current["chat"]["id"]):
+        # The chat being imported is found where the checkpoint left it, or a little further
+        # if the list shifted; if it is not on this page, it goes to the retry list.
+        resume_at = next(
+            (
+                index
+                for index, chat, unchanged in plan
+                if current is not None and chat.id == current["chat"]["id"] and not unchanged
+            ),
+            None,
+        )
+        if current is not None and resume_at is None:
             await _abandon(deps, lease, current)
+            retrying.add(current["chat"]["id"])
             current = None
         states = {
             index: current
-            if current is not None and index == position
+            if current is not None and index == resume_at
             else chat_checkpoint(chat, "walk")
             for index, chat, unchanged in plan
             if not unchanged
