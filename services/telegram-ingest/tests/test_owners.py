@@ -1,7 +1,10 @@
 import asyncio
 
 import httpx
+from aiogram import Bot
 from ingest_fakes import CONNECTION_ID, OWNER_ID, Events, FakeBotAPI, connection_result, load_sample
+
+from telegram_ingest.owners import Owners
 
 
 async def test_unknown_connection_is_resolved_once_through_get_business_connection(
@@ -83,3 +86,14 @@ async def test_concurrent_updates_of_a_new_connection_share_one_lookup(
     assert [answer.status_code for answer in answers] == [200, 200, 200]
     assert len(bot_api.called("getBusinessConnection")) == 1
     assert {event["owner_user_id"] for event in await events.drain()} == {OWNER_ID}
+
+
+def test_owner_map_forgets_the_least_recently_used_first() -> None:
+    owners = Owners(Bot("1:unused"), max_size=2)
+    owners.remember("a", 1)
+    owners.remember("b", 2)
+    owners.known("a")
+
+    owners.remember("c", 3)
+
+    assert (owners.known("a"), owners.known("b"), owners.known("c")) == ("1", None, "3")
