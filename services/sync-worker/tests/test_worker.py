@@ -258,3 +258,22 @@ async def test_poison_event_is_parked_without_holding_back_its_neighbours(
     assert str(parked[0].headers[bus.ERROR_HEADER]).startswith(
         "ValueError: message id out of range"
     )
+
+
+async def test_production_start_with_a_well_known_password_is_refused(
+    worker_settings: Settings, tmp_path: Path
+) -> None:
+    env = worker_env(worker_settings, DEBUG="false", POSTGRES_PASSWORD="postgres")
+    del env["DATABASE_URL"]
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "sync_worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "POSTGRES_PASSWORD" in result.stderr.decode()

@@ -8,7 +8,7 @@ import sys
 import uvicorn
 
 from common.logging import configure_logging
-from common.settings import get_settings
+from common.settings import InsecureSettingsError, get_settings
 from sync_worker import consumers
 from sync_worker.app import create_app
 from sync_worker.requeue import requeue_dead
@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.write(f"{queue}: {count} requeued\n")
         return
     if settings.database_url is None:
-        settings.require_secrets("postgres_password")
+        try:
+            settings.require_secrets("postgres_password")
+        except InsecureSettingsError as error:
+            sys.exit(f"sync-worker: {error}")
     uvicorn.run(
         create_app(settings),
         host=settings.bind_host,

@@ -52,6 +52,7 @@ class _Touched:
     deal: Deal
     before: tuple[Any, ...]
     refresh_preview: bool = False
+    recount_unread: bool = False
 
 
 def deal_id_of(event: ChatEvent) -> uuid.UUID:
@@ -77,16 +78,22 @@ async def apply(
     await parties.save_connections(session, events)
     await parties.save_customers(session, chat_events)
     touched = await _lock_deals(session, chat_events)
+    stored = [event for event in chat_events if not isinstance(event, MessagesDeleted)]
+    deletes = [event for event in chat_events if isinstance(event, MessagesDeleted)]
+    # Messages before deletes: the outcome does not depend on the order, so this one lets
+    # every key of the batch be inserted in one statement.
+    new_keys = await _insert_keys(session, stored)
     # The deals are written once, at the commit, not before every statement.
     with session.no_autoflush:
-        for event in chat_events:
-            state = touched[deal_id_of(event)]
-            if isinstance(event, MessagesDeleted):
-                for message_id in event.message_ids:
-                    await _delete(session, state, message_id)
-            else:
-                await _store(session, state, event)
+        for event in stored:
+            await _store(session, touched[deal_id_of(event)], event, new_keys)
+        for deletion in deletes:
+            for message_id in deletion.message_ids:
+                await _delete(session, touched[deal_id_of(deletion)], message_id)
         for state in touched.values():
+            if state.recount_unread:
+                horizon = state.deal.read_horizon_key
+                state.deal.unread_count = await _count_unread(session, state.deal.id, horizon)
             if state.refresh_preview:
                 await _refresh_preview(session, state.deal, load_preview)
             if _snapshot(state.deal) != state.before:
@@ -153,8 +160,45 @@ def _snapshot(deal: Deal) -> tuple[Any, ...]:
     )
 
 
+async def _insert_keys(
+    session: AsyncSession, events: Sequence[MessageReceived | MessageEdited]
+) -> set[tuple[uuid.UUID, str]]:
+    """Insert the keys of every stored message at once; returns those that were new.
+
+    A key seen twice in the batch is inserted from its first event, which `_store` then
+    treats as the new one; the later events find the key, as they would one by one.
+    """
+    rows: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+    for event in events:
+        key = (deal_id_of(event), event.message_id)
+        if key not in rows:
+            rows[key] = {
+                "deal_id": key[0],
+                "message_id": event.message_id,
+                "sort_key": telegram_message_key(event.message_id),
+                "direction": direction_of(event.message, event.owner_user_id),
+                "source": "live",
+                "state": "present",
+                "deleted": False,
+                "sent_at": event.message.date,
+                "edit_date": event.message.edit_date,
+            }
+    if not rows:
+        return set()
+    inserted = await session.execute(
+        insert(MessageKey)
+        .values(list(rows.values()))
+        .on_conflict_do_nothing()
+        .returning(MessageKey.deal_id, MessageKey.message_id)
+    )
+    return {(row.deal_id, row.message_id) for row in inserted}
+
+
 async def _store(
-    session: AsyncSession, state: _Touched, event: MessageReceived | MessageEdited
+    session: AsyncSession,
+    state: _Touched,
+    event: MessageReceived | MessageEdited,
+    new_keys: set[tuple[uuid.UUID, str]],
 ) -> None:
     """A message, or an edit of it (which stores the message when it came first)."""
     deal, message = state.deal, event.message
@@ -163,30 +207,15 @@ async def _store(
     if deal.synced_at is None:
         deal.synced_at = utcnow()
         deal.sync_status = "synced"
-    new = await session.scalar(
-        insert(MessageKey)
-        .values(
-            deal_id=deal.id,
-            message_id=event.message_id,
-            sort_key=sort_key,
-            direction=direction,
-            source="live",
-            state="present",
-            deleted=False,
-            sent_at=message.date,
-            edit_date=message.edit_date,
-        )
-        .on_conflict_do_nothing()
-        .returning(MessageKey.message_id)
-    )
-    if new is not None:
+    if (deal.id, event.message_id) in new_keys:
+        new_keys.discard((deal.id, event.message_id))
         deal.total_messages += 1
         if direction == "incoming" and _above(sort_key, deal.read_horizon_key):
             deal.unread_count += 1
         if _above(sort_key, deal.last_message_key):
             _set_last(deal, event)
         if direction == "outgoing":
-            await _move_horizon(session, deal, sort_key, event.message_id)
+            _move_horizon(state, sort_key, event.message_id)
         return
     row = (
         await session.execute(
@@ -209,7 +238,7 @@ async def _store(
             )
         )
         if direction == "outgoing":
-            await _move_horizon(session, deal, sort_key, event.message_id)
+            _move_horizon(state, sort_key, event.message_id)
         return
     if message.edit_date is not None and (
         row.edit_date is None or message.edit_date > row.edit_date
@@ -270,13 +299,16 @@ def _set_last(deal: Deal, event: MessageReceived | MessageEdited) -> None:
     deal.last_message = preview_of(event.message, event.owner_user_id).model_dump(mode="json")
 
 
-async def _move_horizon(session: AsyncSession, deal: Deal, sort_key: str, message_id: str) -> None:
-    """An outgoing message reads everything before it, as the owner's own client does."""
-    if not _above(sort_key, deal.read_horizon_key):
-        return
-    deal.read_horizon_key = sort_key
-    deal.read_up_to = message_id
-    deal.unread_count = await _count_unread(session, deal.id, sort_key)
+def _move_horizon(state: _Touched, sort_key: str, message_id: str) -> None:
+    """An outgoing message reads everything before it, as the owner's own client does.
+
+    Unread is then recounted once, at the end of the batch, from the message keys.
+    """
+    deal = state.deal
+    if _above(sort_key, deal.read_horizon_key):
+        deal.read_horizon_key = sort_key
+        deal.read_up_to = message_id
+        state.recount_unread = True
 
 
 async def _count_unread(session: AsyncSession, deal_id: uuid.UUID, horizon: str | None) -> int:
