@@ -51,6 +51,7 @@ async def _run_all(names: list[str], stack: Stack, quick: bool) -> list[Row]:
         config = Config(stack=stack, quick=quick, bot_api_url=bot_api_url)
         for name in names:
             module = _module(name)
+            os.environ["BENCH_CURRENT"] = name  # names profile reports after the benchmark
             print(f"[bench] {name} …", file=sys.stderr, flush=True)
             started = time.monotonic()
             found = await _run_one(module, config, minutes=4 if quick else 8)

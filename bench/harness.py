@@ -181,6 +181,16 @@ def machine_facts() -> dict[str, str]:
             capture_output=True,
             text=True,
         ).stdout.strip()
+    changed = "unknown"
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "libs", "services"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        changed = f"{len(status)} uncommitted files in libs/ and services/" if status else "clean"
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return {
         "nproc": str(os.cpu_count()),
@@ -190,6 +200,7 @@ def machine_facts() -> dict[str, str]:
         "platform": platform.platform(),
         "load average at start": load,
         "commit": commit,
+        "working tree": changed,
     }
 
 

@@ -256,8 +256,13 @@ class Service:
         process, self.process = self.process, None
         if process is None or process.returncode is not None:
             return
+        # uvicorn re-raises the signal it stopped on; pyinstrument writes its report on
+        # KeyboardInterrupt but not on SIGTERM, so a profiled service gets SIGINT.
+        profiled = "pyinstrument" in self.argv
+        stop_signal = signal.SIGINT if profiled else signal.SIGTERM
+        timeout = 180.0 if profiled else timeout  # rendering a long profile takes a while
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(stop_signal)
         try:
             await asyncio.wait_for(process.wait(), timeout)
         except TimeoutError:
@@ -270,7 +275,8 @@ def script(name: str, *args: str) -> list[str]:
     """The console script, or a profiled run of its module with `BENCH_PROFILE=<dir>`."""
     profile_dir = os.environ.get("BENCH_PROFILE")
     if profile_dir and name in _MODULES:
-        report = str(Path(profile_dir) / f"{name}.txt")
+        tag = os.environ.get("BENCH_CURRENT", "run")
+        report = str(Path(profile_dir) / f"{tag}-{name}.txt")
         return [
             "uv",
             "run",
