@@ -111,3 +111,37 @@ async def test_undecodable_message_is_parked_without_retries(
     assert calls == []
     assert len(parked) == 1
     assert parked[0].headers[bus.ATTEMPT_HEADER] == 1
+
+
+async def test_topology_keeps_catalogue_events_before_any_consumer_starts(
+    settings: Settings,
+) -> None:
+    publisher = bus.make_broker(
+        settings.rabbitmq_url.get_secret_value(), publish_timeout=5, raise_on_unroutable=True
+    )
+    await publisher.connect()
+    try:
+        await bus.declare_topology(publisher, [])
+        await bus.declare_topology(publisher, [])  # idempotent
+        with pytest.raises(aio_pika.exceptions.DeliveryError):
+            await publisher.publish(
+                b"{}", exchange=bus.EVENTS, routing_key="nobody.listens", persist=True
+            )
+        await publisher.publish(
+            b"{}",
+            exchange=bus.EVENTS,
+            routing_key="customer.imported",
+            persist=True,
+        )
+    finally:
+        await publisher.stop()
+
+    connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        kept = await channel.declare_queue("avatar-worker.customer.imported", passive=True)
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            # Declared single-active-consumer: a declaration without it is refused.
+            await channel.declare_queue("sync-worker.message.send", durable=True)
+
+    assert (kept.declaration_result.message_count or 0) >= 1

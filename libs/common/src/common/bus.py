@@ -13,13 +13,16 @@ Every consumer queue is durable and dead-letters into its parked queue, so a rej
 is kept, not dropped. Every publish is persistent and waits for the broker's confirm.
 """
 
+import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
-from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import ClassicQueueArgs
 from pydantic import ValidationError
 
 from common.events import Command, Event
@@ -42,6 +45,40 @@ _TIER_HEADER: Final = "retry-tier"  # headers exchanges ignore keys starting wit
 _consumer_queues: dict[str, RabbitQueue] = {}
 
 
+@dataclass(frozen=True)
+class Consumer:
+    """One row of the event catalogue's consumers: queue `<service>.<routing key>`."""
+
+    service: str
+    routing_key: str
+    exchange: RabbitExchange = EVENTS
+    # One consumer at a time across all workers: outbound Telegram calls keep their pace
+    # and their order without a shared store.
+    single_active: bool = False
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.service}.{self.routing_key}"
+
+
+# Every catalogue queue is declared and bound by every service at start-up (and by
+# `make run`), so an event published before its consumer first starts is kept, not returned.
+CATALOGUE_CONSUMERS: Final = (
+    Consumer("sync-worker", "telegram.connection.updated"),
+    Consumer("sync-worker", "telegram.message.received"),
+    Consumer("sync-worker", "telegram.message.edited"),
+    Consumer("sync-worker", "telegram.messages.deleted"),
+    Consumer("sync-worker", "sync.start", COMMANDS),
+    Consumer("sync-worker", "deal.mark_read", COMMANDS, single_active=True),
+    Consumer("sync-worker", "message.send", COMMANDS, single_active=True),
+    Consumer("avatar-worker", "telegram.message.received"),
+    Consumer("avatar-worker", "telegram.connection.updated"),
+    Consumer("avatar-worker", "customer.imported"),
+    Consumer("telegram-ingest", "telegram.update.unparsed"),
+)
+_SINGLE_ACTIVE = frozenset(c.queue_name for c in CATALOGUE_CONSUMERS if c.single_active)
+
+
 def retry_queue_name(delay_seconds: int) -> str:
     return f"chat_sync.retry.{delay_seconds}s"
 
@@ -51,17 +88,18 @@ def dead_queue_name(queue_name: str) -> str:
 
 
 def consumer_queue(service: str, routing_key: str) -> RabbitQueue:
-    """The durable queue `<service>.<routing key>`, parked into `<queue>.dead` on rejection."""
+    """The durable queue `<service>.<routing key>`, parked into `<queue>.dead` on rejection.
+
+    Its arguments come from here only: RabbitMQ refuses a redeclaration that differs.
+    """
     name = f"{service}.{routing_key}"
-    queue = RabbitQueue(
-        name,
-        durable=True,
-        routing_key=routing_key,
-        arguments={
-            "x-dead-letter-exchange": DEAD.name,
-            "x-dead-letter-routing-key": name,
-        },
-    )
+    arguments: ClassicQueueArgs = {
+        "x-dead-letter-exchange": DEAD.name,
+        "x-dead-letter-routing-key": name,
+    }
+    if name in _SINGLE_ACTIVE:
+        arguments["x-single-active-consumer"] = True
+    queue = RabbitQueue(name, durable=True, routing_key=routing_key, arguments=arguments)
     _consumer_queues[name] = queue
     return queue
 
@@ -92,22 +130,38 @@ async def declare_topology(broker: RabbitBroker, queue_names: list[str] | None =
             retry_exchange, arguments={"x-match": "all", _TIER_HEADER: retry_queue_name(delay)}
         )
     dead_exchange = await broker.declare_exchange(DEAD)
-    for name in queue_names if queue_names is not None else registered_consumer_queues():
+    extra = queue_names if queue_names is not None else registered_consumer_queues()
+    catalogue = {consumer.queue_name for consumer in CATALOGUE_CONSUMERS}
+    for name in sorted(catalogue | set(extra)):
         parked = await broker.declare_queue(RabbitQueue(dead_queue_name(name), durable=True))
         await parked.bind(dead_exchange, routing_key=name)
+    for consumer in CATALOGUE_CONSUMERS:
+        queue = await broker.declare_queue(consumer_queue(consumer.service, consumer.routing_key))
+        await queue.bind(await broker.declare_exchange(consumer.exchange), consumer.routing_key)
 
 
-def make_broker(url: str, *, publish_timeout: float, log_level: int | None = None) -> RabbitBroker:
-    """A broker whose consumers retry through the tiers and whose publishes are confirmed."""
-    import logging
+def make_broker(
+    url: str,
+    *,
+    publish_timeout: float,
+    log_level: int = logging.DEBUG,
+    raise_on_unroutable: bool = False,
+    reconnect_interval: float = 5.0,
+) -> RabbitBroker:
+    """A broker whose consumers retry through the tiers and whose publishes are confirmed.
 
+    `raise_on_unroutable` turns a message no queue took (returned as mandatory) into an error,
+    for publishers whose caller must not be told "stored" about it.
+    """
     return RabbitBroker(
         url,
         middlewares=[RetryMiddleware],
+        default_channel=Channel(on_return_raises=raise_on_unroutable),
         # Per-message logging costs a third of the throughput; errors are logged by us.
-        log_level=log_level if log_level is not None else logging.DEBUG,
+        log_level=log_level,
         timeout=publish_timeout,
         graceful_timeout=15.0,
+        reconnect_interval=reconnect_interval,
     )
 
 
