@@ -110,29 +110,43 @@ async def save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> 
         current = newest.get(chat.id)
         if current is None or (date is not None and (current[1] is None or date >= current[1])):
             newest[chat.id] = (chat, date)
-    for chat_id in sorted(newest, key=lambda value: str(customer_id_for_telegram(value))):
-        chat, date = newest[chat_id]
-        names = {
-            "name": _full_name(chat),
-            "first_name": chat.first_name,
-            "last_name": chat.last_name,
-            "username": chat.username,
-            "source_date": date,
-        }
-        statement = insert(Customer).values(
-            id=customer_id_for_telegram(chat_id), source="telegram", external_id=chat_id, **names
-        )
-        if date is None:
-            await session.execute(statement.on_conflict_do_nothing())
-            continue
-        newer = or_(Customer.source_date.is_(None), Customer.source_date <= date)
+    rows = sorted(
+        (
+            {
+                "id": customer_id_for_telegram(chat_id),
+                "source": "telegram",
+                "external_id": chat_id,
+                "name": _full_name(chat),
+                "first_name": chat.first_name,
+                "last_name": chat.last_name,
+                "username": chat.username,
+                "source_date": date,
+            }
+            for chat_id, (chat, date) in newest.items()
+        ),
+        key=lambda row: str(row["id"]),
+    )
+    dated = [row for row in rows if row["source_date"] is not None]
+    if dated:
+        statement = insert(Customer).values(dated)
+        new = statement.excluded
         await session.execute(
             statement.on_conflict_do_update(
                 index_elements=[Customer.id],
-                set_={**names, "updated_at": func.now()},
-                where=newer,
+                set_={
+                    "name": new.name,
+                    "first_name": new.first_name,
+                    "last_name": new.last_name,
+                    "username": new.username,
+                    "source_date": new.source_date,
+                    "updated_at": func.now(),
+                },
+                where=or_(Customer.source_date.is_(None), Customer.source_date <= new.source_date),
             )
         )
+    undated = [row for row in rows if row["source_date"] is None]
+    if undated:
+        await session.execute(insert(Customer).values(undated).on_conflict_do_nothing())
 
 
 def _chat_and_date(event: ChatEvent) -> tuple[TelegramChat, datetime | None]:

@@ -127,18 +127,24 @@ async def _lock_deals(
     firsts: dict[uuid.UUID, ChatEvent] = {}
     for event in events:
         firsts.setdefault(deal_id_of(event), event)
-    for deal_id in sorted(firsts):
-        event = firsts[deal_id]
+    if firsts:
         await session.execute(
             insert(Deal)
             .values(
-                id=deal_id,
-                source="telegram",
-                external_id=telegram_deal_external_id(event.business_connection_id, event.chat_id),
-                business_connection_id=event.business_connection_id,
-                chat_id=int(event.chat_id),
-                owner_user_id=int(event.owner_user_id),
-                customer_id=customer_id_for_telegram(event.chat_id),
+                [
+                    {
+                        "id": deal_id,
+                        "source": "telegram",
+                        "external_id": telegram_deal_external_id(
+                            event.business_connection_id, event.chat_id
+                        ),
+                        "business_connection_id": event.business_connection_id,
+                        "chat_id": int(event.chat_id),
+                        "owner_user_id": int(event.owner_user_id),
+                        "customer_id": customer_id_for_telegram(event.chat_id),
+                    }
+                    for deal_id, event in sorted(firsts.items())
+                ]
             )
             .on_conflict_do_nothing()
         )
