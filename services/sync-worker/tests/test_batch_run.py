@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.events import CustomerImported, DealUpdated, SyncProgress, SyncStart
 from common.ids import customer_id_for_external, deal_id_for_external, imported_message_key
@@ -47,11 +48,14 @@ async def test_initial_run_imports_every_chat_as_an_external_deal(batch_env: Env
             async with batch_env.sessions() as session, session.begin():
                 session.add(kept)
 
+            counted = _imported_metric()
+
             run = await run_once(runner, run_id)
     state = await snapshot(batch_env)
     events = await batch_env.events.drain()
 
     assert (run.status, run.error, run.kind) == ("completed", None, "initial")
+    assert _imported_metric() - counted == total
     assert (run.processed_chats, run.imported_messages, run.failed_chats) == (12, total, 0)
     chat = dataset.chats[0]
     deal = next(d for d in state["deals"] if d["external_id"] == chat.id)
@@ -109,6 +113,10 @@ async def test_initial_run_imports_every_chat_as_an_external_deal(batch_env: Env
     assert len(progress) >= 12 // 5 + 1
     assert progress[-1].status == "completed"
     assert progress[-1].imported_messages == total
+
+
+def _imported_metric() -> float:
+    return REGISTRY.get_sample_value("chat_sync_batch_messages_imported_total") or 0.0
 
 
 def _message(chat_id: str, number: int, stamp: str) -> dict[str, Any]:

@@ -18,6 +18,8 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sync_worker.batch.metrics import UPSTREAM_CALLS
+
 log = structlog.get_logger(__name__)
 
 _MAX_RETRY_AFTER_SECONDS = 60.0
@@ -147,8 +149,10 @@ class ExternalApi:
             else:
                 status = response.status_code
                 if status < 400:
+                    UPSTREAM_CALLS.labels(outcome="ok").inc()
                     return response
                 if status in (401, 403):
+                    UPSTREAM_CALLS.labels(outcome="refused").inc()
                     raise UpstreamAuthError(
                         f"the external chat API refused the token ({status} on GET {path}): "
                         "check EXTERNAL_API_TOKEN"
@@ -167,8 +171,10 @@ class ExternalApi:
             if wait is None:
                 ceiling = min(policy.backoff_max, policy.backoff_base * 2**attempt)
                 wait = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+            UPSTREAM_CALLS.labels(outcome="retried").inc()
             log.info("upstream call retried", path=path, attempt=attempt + 1, problem=problem)
             await asyncio.sleep(wait)
+        UPSTREAM_CALLS.labels(outcome="unavailable").inc()
         raise UpstreamUnavailable(
             f"the external chat API is unavailable: GET {path} failed {policy.attempts} times "
             f"(last: {problem})"

@@ -45,6 +45,7 @@ from sync_worker.batch.lease import (
     finish,
     update_run,
 )
+from sync_worker.batch.metrics import CHATS
 from sync_worker.batch.writes import commit_group
 
 log = structlog.get_logger(__name__)
@@ -304,6 +305,7 @@ async def _fail_chat(
         if advance is not None:
             values.update(advance(checkpoint))
         await update_run(session, lease, values)
+    CHATS.labels(outcome="failed").inc()
 
 
 async def _abandon(deps: Deps, lease: Lease, current: dict[str, Any]) -> None:
@@ -319,6 +321,7 @@ async def _skip(deps: Deps, lease: Lease, advance: Advance) -> None:
             **advance(SyncRun.checkpoint),
         }
         await update_run(session, lease, values)
+    CHATS.labels(outcome="skipped").inc()
 
 
 def _walk_advance(position: int) -> Advance:

@@ -18,6 +18,7 @@ from common.models import Deal, SyncRetryChat, SyncRun
 from sync_worker.batch.client import Chat, Message
 from sync_worker.batch.deps import Advance, Deps, ImportedCustomer, Ready
 from sync_worker.batch.lease import Lease, checkpoint_merge, checkpoint_without, update_run
+from sync_worker.batch.metrics import CHATS, MESSAGES
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,8 @@ async def commit_group(
             "checkpoint": checkpoint,
         }
         await update_run(session, lease, {**changes, **advance(checkpoint)})
+    CHATS.labels(outcome="imported").inc(len(group))
+    MESSAGES.inc(imported)
     for event in events:
         deps.notices.send(event)
 
@@ -82,6 +85,9 @@ async def commit_page(
             changes.update(finish(checkpoint))
             await _forget(session, chat.id)
         await update_run(session, lease, changes)
+    MESSAGES.inc(written.fresh)
+    if finish is not None:
+        CHATS.labels(outcome="imported").inc()
     if written.event is not None:
         deps.notices.send(written.event)
     return written.progress
