@@ -1,9 +1,12 @@
 import asyncio
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, update
 
 from common.bus import declare_topology, make_broker, publish_command
 from common.events import SyncStart
+from common.models import SyncRun
 from common.settings import Settings
 from sync_worker.batch import consumer, lease, testing
 from sync_worker.batch.lease import LeaseLost
@@ -146,3 +149,40 @@ async def test_sync_start_command_through_rabbitmq_runs_the_sync(
 
     assert (run.status, run.processed_chats) == ("completed", 3)
     assert len(state["items"]) == sum(len(c.messages) for c in dataset.chats)
+
+
+async def test_holder_that_lost_its_lease_stops_without_writing(batch_env: Env) -> None:
+    dataset = generate(chats=8, max_messages=20, seed=5)
+    with upstream(dataset) as up:
+        up.chaos.slow_every, up.chaos.slow_seconds = 1, 0.03
+        async with api_for(up) as api:
+            config = RunnerConfig(lease_seconds=0.6, scan_seconds=0.1, pending_grace_seconds=0)
+            paused = batch_env.runner(api, owner="paused", config=config)
+            other = batch_env.runner(api, owner="other", config=config)
+            run_id = await create_run(batch_env.sessions)
+            assert await paused.start(run_id)
+            await asyncio.sleep(0.3)
+            # As if the holder stalled past its expiry: the lease lapses and another claims it
+            # (tried again if the holder's heartbeat renewed it in between).
+            taken = False
+            for _ in range(20):
+                async with batch_env.sessions() as session, session.begin():
+                    await session.execute(
+                        update(SyncRun)
+                        .where(SyncRun.id == run_id)
+                        .values(lease_expires_at=func.now() - timedelta(seconds=1))
+                    )
+                if taken := await other.start(run_id):
+                    break
+
+            await asyncio.gather(paused.wait(), other.wait())
+    run = await load_run(batch_env.sessions, run_id)
+    state = await snapshot(batch_env)
+
+    assert taken
+    assert (run.status, run.error, run.fencing_token) == ("completed", None, 2)
+    assert {d["external_id"]: d["total_messages"] for d in state["deals"]} == {
+        c.id: len(c.messages) for c in dataset.chats
+    }
+    assert run.imported_messages == len(state["items"]) == len(state["keys"])
+    assert run.processed_chats == len(dataset.chats)
