@@ -213,7 +213,7 @@ async def _sync(
                 status: dict[str, Any] = await response.json(content_type=None)
             if status.get("status") in ("completed", "failed"):
                 return status
-            if status.get("status") == "pending" and time.monotonic() - pending_since > 20:
+            if status.get("status") == "pending" and time.monotonic() - pending_since > 10:
                 # The worker's console script does not consume sync.start (yet): run the
                 # batch-only worker module the service ships instead.
                 pending_since = float("inf")

@@ -18,15 +18,37 @@ _INTRO = """\
 Every hot path of Chat Sync against its raw floor, measured in the same run on the same
 machine, side by side and as a ratio: absolute times drift on shared 2-core machines, the
 ratio to a floor measured minutes apart drifts much less. This table is the one source of the
-speed targets named in the service issues. `make bench` (or `uv run python -m bench`) runs it;
-`uv run python -m bench --quick` runs smaller sizes in about three minutes;
-`uv run python -m bench deals fanout` runs some. Results: `bench/results/<date>.md` and `.json`.
+speed targets named in the service issues.
 
-How each row is measured is described in the docstring of its module in `bench/`
-(`ingest.py`, `e2e.py`, `persistence.py`, `deals.py`, `fanout.py`, `connections.py`,
-`batch.py`). All traffic stays on 127.0.0.1; services are started through their console
-scripts against an isolated database, vhost, table and bucket (`chat_sync_bench`).
-Service logs of a run are kept in a temporary folder named at the end of the run.
+- `make bench` (or `uv run python -m bench`): everything, about 15 minutes.
+- `uv run python -m bench --quick`: smaller sizes (100k deals, 2,000 connections, …), about
+  3 minutes. `uv run python -m bench deals fanout`: some benchmarks.
+- `uv run python -m bench --profile DIR ingest`: the same, with each service run under
+  pyinstrument; one text report per benchmark and service in DIR.
+- Results: `bench/results/<date>.md` and `.json` (every raw figure, per depth, per rate).
+
+How each row is measured is in the docstring of its module in `bench/` (`ingest.py`,
+`e2e.py`, `persistence.py`, `deals.py`, `fanout.py`, `connections.py`, `batch.py`).
+Services are started through their console scripts (`uv run --frozen <script>`) with
+environment variables only, against the benchmark's own database `chat_sync_bench` (migrated
+at start), RabbitMQ vhost `chat_sync_bench` (recreated per run), and a dynalite and s3rver
+started on free loopback ports with temporary data. All traffic stays on 127.0.0.1; a small
+fake Bot API on loopback answers the few Bot API calls. Service logs of a run stay in the
+temporary folder printed at its end.
+
+Read the figures with these in mind:
+
+- The load generator (aiohttp) and the WebSocket clients run in the benchmark's own Python
+  process, on the same two cores as the services, RabbitMQ, PostgreSQL and dynalite. The
+  bare-uvicorn floor is as fast as this generator can drive it; end-to-end latencies include
+  the benchmark process's own event-loop delays.
+- Services log at INFO as in production, uvicorn access lines included
+  (`BENCH_LOG_LEVEL=WARNING` shows what logging costs).
+- DynamoDB is dynalite (Node, LevelDB): every call costs far more than on DynamoDB, for the
+  services and their floors alike, so calls per message matter more here than they would
+  in production.
+- The 1.1M-deal seed is kept in `chat_sync_bench` and reused while its count matches
+  (`"seeded": false` in the JSON); `uv run python -m bench.seed_deals --count N` reseeds.
 """
 
 
