@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     print(report.table(rows))
     print(f"\nservice logs: {logs}", file=sys.stderr)
     if not arguments.no_report:
-        written = report.write(rows, facts, command, started, minutes, {"names": names})
-        print(f"written: {written} (+ .json) and {report.DOC}", file=sys.stderr)
+        partial = None if names == list(BENCHMARKS) else "-".join(names)
+        extra = {"names": names}
+        written = report.write(rows, facts, command, started, minutes, extra, partial=partial)
+        print(f"written: {written} (+ .json)", file=sys.stderr)
 
 
 if __name__ == "__main__":

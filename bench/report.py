@@ -93,9 +93,13 @@ def write(
     started: datetime,
     minutes: float,
     extra: dict[str, Any],
+    *,
+    partial: str | None = None,
 ) -> Path:
+    """A run of every benchmark is `<date>` and refreshes the doc; a run of some is
+    `<date>-<names>` and leaves the doc's full table alone."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"{started:%Y-%m-%d}"
+    stem = RESULTS / (f"{started:%Y-%m-%d}" + (f"-{partial}" if partial else ""))
     body = markdown(rows, facts, command, started, minutes)
     stem.with_suffix(".md").write_text(f"# Benchmark results {started:%Y-%m-%d}\n\n{body}")
     document = {
@@ -107,8 +111,8 @@ def write(
         **extra,
     }
     stem.with_suffix(".json").write_text(json.dumps(document, indent=2, default=str) + "\n")
-    notes = _notes_section()
-    DOC.write_text(f"{_INTRO}\n{body}\n{notes}")
+    if partial is None:
+        DOC.write_text(f"{_INTRO}\n{body}\n{_notes_section()}")
     return stem.with_suffix(".md")
 
 
