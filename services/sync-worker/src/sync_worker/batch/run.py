@@ -6,7 +6,10 @@ chat) and `checkpoint` JSONB: `phase` (`retry` | `walk`), `retry_done` (retry ch
 by this run), `current` (the chat being imported: its upstream JSON, message cursor, the key
 where an earlier complete import ends, messages imported so far) and `failed` (the upstream
 JSON of chats that went to the retry list, since the upstream cannot fetch one chat by id).
-Each chat ends in one fenced transaction that also moves the checkpoint past it.
+Each chat ends in a fenced transaction that also moves the checkpoint past it. The chats of
+a page are fetched and written to DynamoDB ahead of their turn (idempotent, so work ahead of
+the checkpoint is merely repeated after a crash); commits go strictly in page order, and
+consecutive chats that came whole in one message page share one transaction.
 """
 
 import asyncio
