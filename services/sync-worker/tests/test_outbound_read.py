@@ -2,12 +2,13 @@
 outbound commands through the real broker."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import pytest
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitQueue
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import bus
@@ -213,7 +214,8 @@ async def live_broker(
     broker = bus.make_broker(settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
     broker.include_router(router)
     received: asyncio.Queue[Event] = asyncio.Queue()
-    listener = bus.consumer_queue("outbound-test", "#")
+    # Exclusive: gone with the connection, so no test leaves a catch-all binding behind.
+    listener = RabbitQueue(f"outbound-test-{uuid.uuid4().hex[:8]}", exclusive=True, routing_key="#")
 
     @broker.subscriber(listener, bus.EVENTS)
     async def on_any(body: dict[str, Any]) -> None:
@@ -222,10 +224,19 @@ async def live_broker(
     async with open_outbound(settings, sessions, dynamo, broker) as outbound:
         broker.context.set_global("outbound", outbound)
         await broker.connect()
-        await bus.declare_topology(broker, [*QUEUES, listener.name])
+        await bus.declare_topology(broker, QUEUES)
         await broker.start()
         yield broker, received
         await broker.stop()
+
+
+async def _next_for(received: asyncio.Queue[Event], deal_id: uuid.UUID, kind: type[Event]) -> Event:
+    """The next event of this kind about this deal: the vhost is shared with other tests."""
+    async with asyncio.timeout(10):
+        while True:
+            event = await received.get()
+            if isinstance(event, kind) and getattr(event, "deal_id", None) == deal_id:
+                return event
 
 
 async def test_commands_are_consumed_from_their_queues(
@@ -237,11 +248,11 @@ async def test_commands_are_consumed_from_their_queues(
     deal = await seed_deal(sessions, incoming=[5001])
 
     await bus.publish_command(broker, DealMarkRead(deal_id=deal.id))
-    read = await asyncio.wait_for(received.get(), 10)
+    read = await _next_for(received, deal.id, DealRead)
     await bus.publish_command(
         broker, MessageSend(deal_id=deal.id, client_request_id="req-b", text="hello")
     )
-    sent = await asyncio.wait_for(received.get(), 10)
+    sent = await _next_for(received, deal.id, MessageSent)
 
     assert isinstance(read, DealRead)
     assert read.read_sync.status == "accepted"

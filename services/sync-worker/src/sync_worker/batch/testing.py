@@ -152,7 +152,10 @@ class EventTap:
         self._queue: Any = None
 
     async def declare(self) -> None:
-        self._queue = await self.broker.declare_queue(RabbitQueue(self.name, auto_delete=True))
+        # Exclusive: gone with the connection, so no test leaves a catch-all binding behind.
+        self._queue = await self.broker.declare_queue(
+            RabbitQueue(self.name, exclusive=True, auto_delete=True)
+        )
         exchange = await self.broker.declare_exchange(EVENTS)
         await self._queue.bind(exchange, routing_key="#")
 
