@@ -260,6 +260,8 @@ class SyncRetryChat(Base):
     __tablename__ = "sync_retry_chat"
 
     chat_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The upstream chat as last listed: the API cannot fetch one chat by id.
+    chat: Mapped[dict[str, Any] | None]
     first_failed_run: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     last_error: Mapped[str | None] = mapped_column(Text)

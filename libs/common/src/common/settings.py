@@ -76,6 +76,15 @@ class Settings(BaseSettings):
 
     external_api_url: str = "http://127.0.0.1:8090"
     external_api_token: SecretStr = SecretStr("")
+    external_api_timeout: float = Field(default=30.0, gt=0)
+    external_api_attempts: int = Field(default=6, ge=1)
+    external_api_backoff: float = Field(default=0.5, ge=0)
+    external_api_concurrency: int = Field(default=8, ge=1)
+    sync_lease_seconds: float = Field(default=30.0, gt=0)
+    sync_scan_seconds: float = Field(default=10.0, gt=0)
+    sync_pending_grace_seconds: float = Field(default=15.0, ge=0)
+    sync_page_size: int = Field(default=20, ge=1, le=100)
+    sync_message_page_size: int = Field(default=100, ge=1, le=100)
 
     auth_jwt_secret: SecretStr = SecretStr("")
     auth_max_token_hours: int = Field(default=24, ge=1)
