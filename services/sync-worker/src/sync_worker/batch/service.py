@@ -9,7 +9,6 @@ running until the block ends, when the run in progress hands its lease back.
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -29,28 +28,26 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
 
-def config_from_env() -> RunnerConfig:
-    """Tuning knobs (not settings a user needs): SYNC_LEASE_SECONDS [30], SYNC_SCAN_SECONDS
-    [10], SYNC_PENDING_GRACE_SECONDS [15]."""
+def runner_config(settings: Settings) -> RunnerConfig:
+    """SYNC_LEASE_SECONDS, SYNC_SCAN_SECONDS, SYNC_PENDING_GRACE_SECONDS."""
     return RunnerConfig(
-        lease_seconds=float(os.environ.get("SYNC_LEASE_SECONDS", "30")),
-        scan_seconds=float(os.environ.get("SYNC_SCAN_SECONDS", "10")),
-        pending_grace_seconds=float(os.environ.get("SYNC_PENDING_GRACE_SECONDS", "15")),
+        lease_seconds=settings.sync_lease_seconds,
+        scan_seconds=settings.sync_scan_seconds,
+        pending_grace_seconds=settings.sync_pending_grace_seconds,
     )
 
 
-def api_from_env(settings: Settings) -> ExternalApi:
-    """EXTERNAL_API_URL / EXTERNAL_API_TOKEN, plus EXTERNAL_API_TIMEOUT [30] seconds,
-    EXTERNAL_API_ATTEMPTS [6], EXTERNAL_API_BACKOFF [0.5] seconds, EXTERNAL_API_CONCURRENCY [8]."""
+def external_api(settings: Settings) -> ExternalApi:
+    """EXTERNAL_API_URL and EXTERNAL_API_TOKEN, with the EXTERNAL_API_* tuning settings."""
     return ExternalApi(
         settings.external_api_url,
         settings.external_api_token.get_secret_value(),
-        timeout=float(os.environ.get("EXTERNAL_API_TIMEOUT", "30")),
+        timeout=settings.external_api_timeout,
         retry=RetryPolicy(
-            attempts=int(os.environ.get("EXTERNAL_API_ATTEMPTS", "6")),
-            backoff_base=float(os.environ.get("EXTERNAL_API_BACKOFF", "0.5")),
+            attempts=settings.external_api_attempts,
+            backoff_base=settings.external_api_backoff,
         ),
-        concurrency=int(os.environ.get("EXTERNAL_API_CONCURRENCY", "8")),
+        concurrency=settings.external_api_concurrency,
     )
 
 
@@ -64,17 +61,17 @@ async def batch_sync(
     config: RunnerConfig | None = None,
     api: ExternalApi | None = None,
 ) -> AsyncIterator[Runner]:
-    client = api or api_from_env(settings)
+    client = api or external_api(settings)
     deps = Deps(
         sessions=sessions,
         dynamo=dynamo,
         table=settings.dynamodb_messages_table,
         api=client,
         publish=partial(publish_event, broker, timeout=settings.publish_confirm_timeout),
-        page_size=int(os.environ.get("SYNC_PAGE_SIZE", "20")),
-        message_page_size=int(os.environ.get("SYNC_MESSAGE_PAGE_SIZE", "100")),
+        page_size=settings.sync_page_size,
+        message_page_size=settings.sync_message_page_size,
     )
-    runner = Runner(deps, config or config_from_env())
+    runner = Runner(deps, config or runner_config(settings))
     broker.context.set_global(RUNNER_CONTEXT, runner)
     scan = asyncio.create_task(runner.scan_forever(), name="sync-scan")
     try:
