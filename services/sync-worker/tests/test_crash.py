@@ -181,8 +181,13 @@ async def _publish_all(publisher: RabbitBroker, events: list[LiveEvent]) -> None
 
 
 async def _stored_keys(stores: Stores) -> int:
+    """Message keys of this test's chats (other tests' events may share the vhost's queues)."""
+    deals = [deal_id_for_telegram(CONNECTION, chat_id) for chat_id in CHATS]
     async with stores.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(MessageKey)) or 0)
+        count = await session.scalar(
+            select(func.count()).select_from(MessageKey).where(MessageKey.deal_id.in_(deals))
+        )
+        return int(count or 0)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
