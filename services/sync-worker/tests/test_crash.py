@@ -31,9 +31,17 @@ from common.ids import deal_id_for_telegram, telegram_message_key
 from common.models import MessageKey
 from common.settings import Settings
 from common.testing import Infrastructure, settings_for
+from sync_worker import consumers
 from sync_worker.live import Stores
 from sync_worker.store import LiveEvent
-from sync_worker.testing import counted_from_items, deal_of, items_of, keys_of, worker_env
+from sync_worker.testing import (
+    counted_from_items,
+    deal_of,
+    items_of,
+    keys_of,
+    purge_queues,
+    worker_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -152,6 +160,7 @@ async def crash_settings(infrastructure: Infrastructure, clean_database: None) -
 
 @pytest.fixture
 async def process(crash_settings: Settings, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    await purge_queues(crash_settings.rabbitmq_url.get_secret_value(), consumers.QUEUES)
     worker = WorkerProcess(crash_settings, tmp_path)
     yield worker
     worker.kill()

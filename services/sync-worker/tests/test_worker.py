@@ -19,10 +19,10 @@ from common.events import DealUpdated, MessageReceived
 from common.ids import deal_id_for_telegram
 from common.settings import Settings
 from common.testing import Infrastructure, settings_for
-from sync_worker import live
+from sync_worker import consumers, live
 from sync_worker.app import create_app
 from sync_worker.live import Stores
-from sync_worker.testing import deal_of, event_from_update, items_of, worker_env
+from sync_worker.testing import deal_of, event_from_update, items_of, purge_queues, worker_env
 
 CONNECTION = "AbCdEfGh0123456789_-business-conn-1"
 DEAL = deal_id_for_telegram(CONNECTION, 222222222)
@@ -35,6 +35,7 @@ async def worker_settings(infrastructure: Infrastructure, clean_database: None) 
 
 @pytest.fixture
 async def worker(worker_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    await purge_queues(worker_settings.rabbitmq_url.get_secret_value(), consumers.QUEUES)
     app = create_app(worker_settings)
     async with (
         LifespanManager(app) as manager,
@@ -225,6 +226,7 @@ async def test_poison_event_is_parked_without_holding_back_its_neighbours(
     poison_update["business_message"]["message_id"] = 10**13  # beyond any sort key
     poison = event_from_update(poison_update)
     queue = "sync-worker.telegram.message.received"
+    await purge_queues(worker_settings.rabbitmq_url.get_secret_value(), consumers.QUEUES)
     app = create_app(worker_settings)
     stores = Stores(sessions, dynamo, worker_settings.dynamodb_messages_table)
     broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)

@@ -6,6 +6,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import aio_pika
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -170,3 +171,17 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "BIND_HOST": "127.0.0.1",
         **extra,
     }
+
+
+async def purge_queues(url: str, names: list[str]) -> None:
+    """Empty queues other tests' events may have reached: every catalogue queue is declared
+    at start-up by every service, and a test run shares one vhost."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        for name in names:
+            channel = await connection.channel()
+            try:
+                queue = await channel.get_queue(name, ensure=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                continue
+            await queue.purge()
