@@ -17,6 +17,7 @@ from faststream.rabbit import RabbitBroker
 from common import bus
 from common.events import DealUpdated, MessageReceived
 from common.ids import deal_id_for_telegram
+from common.models import BusinessConnection
 from common.settings import Settings
 from common.testing import Infrastructure, settings_for
 from sync_worker import consumers, live
@@ -96,7 +97,14 @@ async def test_sample_stream_through_the_broker_is_stored_and_announced(
 
     async def settled() -> bool:
         deal = await deal_of(stores, DEAL)
-        return deal is not None and deal.total_messages == 2 and deal.read_up_to == "5015"
+        async with stores.sessions() as session:
+            connection = await session.get(BusinessConnection, CONNECTION)
+        return (
+            deal is not None
+            and (deal.total_messages, deal.read_up_to) == (2, "5015")
+            and connection is not None
+            and connection.status == "active"
+        )
 
     await eventually(settled)
     deal = await deal_of(stores, DEAL)
@@ -109,6 +117,10 @@ async def test_sample_stream_through_the_broker_is_stored_and_announced(
     assert latest.last_message is not None
     assert latest.last_message.text == "Thanks! Your order number is 42."
     assert len([i for i in await items_of(stores, DEAL) if i["sk"].startswith("m#")]) == 4
+    async with stores.sessions() as session:
+        connection = await session.get(BusinessConnection, CONNECTION)
+    assert connection is not None
+    assert (connection.status, connection.user_chat_id) == ("active", 111111111)
 
 
 async def test_probes_answer_while_the_worker_runs(worker: httpx.AsyncClient) -> None:
