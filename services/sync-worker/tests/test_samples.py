@@ -41,9 +41,11 @@ def _at(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-async def _apply(stores: Stores, samples: dict[str, dict[str, Any]], name: str) -> DealUpdated:
+async def _apply(
+    stores: Stores, samples: dict[str, dict[str, Any]], name: str
+) -> DealUpdated | None:
     updates = await persist(stores, [event_from_update(samples[name])])
-    return updates[0] if updates else None  # type: ignore[return-value]
+    return updates[0] if updates else None
 
 
 async def test_every_sample_update_leaves_the_deal_counted_and_previewed(
