@@ -192,7 +192,7 @@ async def test_parked_message_is_requeued_by_the_cli_and_then_stored(
 
     cli = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "sync_worker", "requeue-dead", queue],
+        [sys.executable, "-m", "sync_worker", "requeue-dead"],
         env=worker_env(worker_settings),
         cwd=tmp_path,
         capture_output=True,
@@ -205,7 +205,9 @@ async def test_parked_message_is_requeued_by_the_cli_and_then_stored(
         return deal is not None and deal.total_messages == 1
 
     await eventually(stored)
-    assert cli.stdout.decode() == f"{queue}: 1 requeued\n"
+    lines = cli.stdout.decode().splitlines()
+    assert f"{queue}: 1 requeued" in lines
+    assert "sync-worker.telegram.messages.deleted: 0 requeued" in lines
 
 
 async def test_missing_table_makes_readyz_name_dynamodb(

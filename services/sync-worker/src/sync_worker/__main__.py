@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from common.bus import CATALOGUE_CONSUMERS
 from common.logging import configure_logging
 from common.settings import InsecureSettingsError, get_settings
 from sync_worker import consumers
@@ -19,13 +20,16 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="consume events (the default)")
     requeue = commands.add_parser("requeue-dead", help="move parked messages back")
-    requeue.add_argument("queues", nargs="*", help=f"default: {' '.join(consumers.QUEUES)}")
+    requeue.add_argument("queues", nargs="*", help="default: every sync-worker queue")
     arguments = parser.parse_args(argv)
 
     settings = get_settings()
     configure_logging("sync-worker", settings.log_level)
     if arguments.command == "requeue-dead":
-        queues = arguments.queues or consumers.QUEUES
+        queues = arguments.queues or sorted(
+            {c.queue_name for c in CATALOGUE_CONSUMERS if c.service == consumers.SERVICE}
+            | set(consumers.QUEUES)
+        )
         moved = asyncio.run(requeue_dead(settings.rabbitmq_url.get_secret_value(), queues))
         for queue, count in moved.items():
             sys.stdout.write(f"{queue}: {count} requeued\n")

@@ -16,9 +16,13 @@ async def requeue_dead(url: str, queues: list[str]) -> dict[str, int]:
     moved: dict[str, int] = {}
     connection = await aio_pika.connect(url)
     async with connection:
-        channel = await connection.channel(publisher_confirms=True)
         for name in queues:
-            parked = await channel.declare_queue(dead_queue_name(name), passive=True)
+            channel = await connection.channel(publisher_confirms=True)
+            try:
+                parked = await channel.declare_queue(dead_queue_name(name), passive=True)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                moved[name] = 0  # never parked anything
+                continue
             waiting = parked.declaration_result.message_count or 0
             moved[name] = 0
             for _ in range(waiting):
