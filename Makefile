@@ -46,8 +46,8 @@ token: ## Print a JWT: make token USER_ID=111111111 [ADMIN=1]
 	@$(UV) run --frozen gateway token $(USER_ID) $(if $(ADMIN),--admin,)
 
 .PHONY: requeue-dead
-requeue-dead: ## Move parked (dead-lettered) messages back to their queues
-	$(UV) run --frozen python -m common.deadletters $(QUEUE)
+requeue-dead: ## Move parked (dead-lettered) messages back: make requeue-dead [QUEUE=name]
+	$(UV) run --frozen sync-worker requeue-dead $(QUEUE)
 
 .PHONY: bench
 bench: install ## Run every benchmark and write bench/results/

@@ -20,25 +20,27 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="consume events (the default)")
     requeue = commands.add_parser("requeue-dead", help="move parked messages back")
-    requeue.add_argument("queues", nargs="*", help="default: every sync-worker queue")
+    requeue.add_argument("queues", nargs="*", help="default: every catalogue queue")
     arguments = parser.parse_args(argv)
 
     settings = get_settings()
     configure_logging("sync-worker", settings.log_level)
     if arguments.command == "requeue-dead":
         queues = arguments.queues or sorted(
-            {c.queue_name for c in CATALOGUE_CONSUMERS if c.service == consumers.SERVICE}
-            | set(consumers.QUEUES)
+            {c.queue_name for c in CATALOGUE_CONSUMERS} | set(consumers.QUEUES)
         )
         moved = asyncio.run(requeue_dead(settings.rabbitmq_url.get_secret_value(), queues))
         for queue, count in moved.items():
             sys.stdout.write(f"{queue}: {count} requeued\n")
         return
-    if settings.database_url is None:
-        try:
-            settings.require_secrets("postgres_password")
-        except InsecureSettingsError as error:
-            sys.exit(f"sync-worker: {error}")
+    try:
+        # Replies and read receipts need the bot; the batch sync needs the upstream's token.
+        secrets = ["telegram_bot_token", "external_api_token"]
+        if settings.database_url is None:
+            secrets.append("postgres_password")
+        settings.require_secrets(*secrets)
+    except InsecureSettingsError as error:
+        sys.exit(f"sync-worker: {error}")
     uvicorn.run(
         create_app(settings),
         host=settings.bind_host,
