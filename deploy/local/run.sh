@@ -6,6 +6,8 @@ cd "$(dirname "$0")/../.."
 export PATH="$HOME/.local/bin:$PATH"
 
 bash deploy/local/write-env.sh
+# Export it: botocore reads its credentials from the environment, not from Settings.
+set -a; . ./.env; set +a
 bash deploy/local/ensure-services.sh
 if command -v rabbitmq-plugins >/dev/null 2>&1; then
   rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null || echo "could not enable the RabbitMQ management plugin"
