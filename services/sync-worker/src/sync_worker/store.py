@@ -101,7 +101,8 @@ async def apply(
     return [state.deal for state in touched.values()]
 
 
-def deal_updated(deal: Deal) -> DealUpdated:
+def deal_updated(deal: Any) -> DealUpdated:
+    """The `deal.updated` of a Deal, or of a row returning the same columns."""
     return DealUpdated(
         deal_id=deal.id,
         owner_user_id=str(deal.owner_user_id) if deal.owner_user_id is not None else None,

@@ -19,6 +19,7 @@ from sync_worker.batch.client import Chat, Message
 from sync_worker.batch.deps import Advance, Deps, ImportedCustomer, Ready
 from sync_worker.batch.lease import Lease, checkpoint_merge, checkpoint_without, update_run
 from sync_worker.batch.metrics import CHATS, MESSAGES
+from sync_worker.store import deal_updated
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +164,7 @@ async def _write_page(
             .returning(*_EVENT_COLUMNS)
         )
     ).one()
-    return _Written(progress, len(fresh), _deal_updated(row) if changed else None)
+    return _Written(progress, len(fresh), deal_updated(row) if changed else None)
 
 
 async def _forget(session: AsyncSession, chat_id: str) -> None:
@@ -187,6 +188,8 @@ _INSERT_KEYS = text(
 _EVENT_COLUMNS = (
     Deal.id,
     Deal.owner_user_id,
+    Deal.business_connection_id,
+    Deal.chat_id,
     Deal.version,
     Deal.unread_count,
     Deal.total_messages,
@@ -226,18 +229,3 @@ def _owner(chat: Chat) -> int | None:
     if chat.owner_id is not None:
         log.warning("chat owner_id is not a Telegram user id", chat_id=chat.id)
     return None
-
-
-def _deal_updated(deal: Any) -> DealUpdated:
-    return DealUpdated(
-        deal_id=deal.id,
-        owner_user_id=str(deal.owner_user_id) if deal.owner_user_id is not None else None,
-        version=deal.version,
-        unread_count=deal.unread_count,
-        total_messages=deal.total_messages,
-        last_message_id=deal.last_message_id,
-        last_message_at=deal.last_message_at,
-        last_message=MessagePreview.model_validate(deal.last_message)
-        if deal.last_message
-        else None,
-    )

@@ -30,6 +30,7 @@ from common.ids import telegram_message_key
 from common.messages import preview_text, telegram_message_item
 from common.models import Deal, MessageKey
 from sync_worker.outbound.resources import Outbound
+from sync_worker.store import deal_updated
 
 
 @dataclass(frozen=True)
@@ -134,20 +135,3 @@ async def _count_reply(
             or 0
         )
     deal.version += 1
-
-
-def deal_updated(deal: Deal) -> DealUpdated:
-    return DealUpdated(
-        deal_id=deal.id,
-        owner_user_id=str(deal.owner_user_id) if deal.owner_user_id is not None else None,
-        business_connection_id=deal.business_connection_id,
-        chat_id=str(deal.chat_id) if deal.chat_id is not None else None,
-        version=deal.version,
-        unread_count=deal.unread_count,
-        total_messages=deal.total_messages,
-        last_message_id=deal.last_message_id,
-        last_message_at=deal.last_message_at,
-        last_message=MessagePreview.model_validate(deal.last_message)
-        if deal.last_message
-        else None,
-    )
