@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from ingest_fakes import Events, FakeBotAPI, StartApp, TcpProxy, load_sample
+from pydantic import SecretStr
 
 from common.events import Event
 from common.settings import Settings
@@ -72,10 +73,14 @@ class _Unroutable(Event):
     type: Literal["telegram-ingest.test.nobody-listens"] = "telegram-ingest.test.nobody-listens"
 
 
-async def test_unroutable_event_is_not_taken_as_delivered(app_settings: Settings) -> None:
+async def test_unroutable_event_is_not_taken_as_delivered(
+    app_settings: Settings, private_vhost: str
+) -> None:
     # No queue is bound for the routing key, so the broker returns the message: that would
     # be a lost update, so it must fail like a missing confirm (503), not pass as a 200.
-    async with open_ingest(app_settings) as ingest:
+    # A vhost of its own: other tests' catch-all listeners must not route it.
+    settings = app_settings.model_copy(update={"rabbitmq_url": SecretStr(private_vhost)})
+    async with open_ingest(settings) as ingest:
         with pytest.raises(Unavailable) as refused:
             await ingest.publisher.publish(_Unroutable())
 

@@ -254,6 +254,17 @@ def settings_for(infrastructure: Infrastructure, **overrides: object) -> Setting
     return Settings.model_validate(values)
 
 
+@pytest.fixture
+def private_vhost(infrastructure: Infrastructure) -> Iterator[str]:
+    """An AMQP URL of a vhost no other test shares, for tests about what is (not) bound."""
+    parts = urlsplit(infrastructure.rabbitmq_url)
+    vhost = f"chat_sync_test_{infrastructure.run_id}_{uuid.uuid4().hex[:6]}"
+    base = urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+    _create_vhost(base, vhost)
+    yield _with_path(base, "/" + quote(vhost, safe=""))
+    _delete_vhost(base, vhost)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _aws_test_credentials() -> None:
     # s3rver accepts only this key pair; dynalite accepts any. Never real credentials.
