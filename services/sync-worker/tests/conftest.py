@@ -1,4 +1,4 @@
-"""Fixtures for the live path: a DynamoDB client and fresh stores per test."""
+"""Fixtures shared by the worker's tests: store clients, fresh stores, the fake Bot API."""
 
 import json
 from collections.abc import AsyncIterator
@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.dynamo import dynamodb_client
+from common.dynamo import dynamodb_client, ensure_messages_table
+from common.s3 import ensure_bucket, s3_client
 from common.settings import Settings
 from sync_worker.live import Stores
+from sync_worker.outbound.testing import FakeBotApi
 from sync_worker.testing import new_stores
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
+    from types_aiobotocore_s3.client import S3Client
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -33,7 +36,23 @@ def samples() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="session")
 async def dynamo(settings: Settings) -> AsyncIterator["DynamoDBClient"]:
     async with dynamodb_client(settings) as client:
+        await ensure_messages_table(client, settings.dynamodb_messages_table)
         yield client
+
+
+@pytest.fixture(scope="session")
+async def s3(settings: Settings) -> AsyncIterator["S3Client"]:
+    async with s3_client(settings) as client:
+        await ensure_bucket(client, settings.s3_bucket, settings.aws_region)
+        yield client
+
+
+@pytest.fixture
+async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
+    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

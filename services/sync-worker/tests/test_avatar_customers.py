@@ -14,7 +14,6 @@ from common.dynamo import dynamodb_client
 from common.events import CustomerImported, CustomerUpdated, Event, utcnow
 from common.ids import customer_id_for_external, customer_id_for_telegram
 from common.models import Customer
-from common.s3 import ensure_bucket, s3_client
 from common.settings import Settings
 from sync_worker.avatars.customers import refresh_external, refresh_telegram
 from sync_worker.avatars.fetch import is_public
@@ -34,21 +33,6 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"png" * 100
 async def dynamo(settings: Settings) -> AsyncIterator["DynamoDBClient"]:
     async with dynamodb_client(settings) as client:
         yield client
-
-
-@pytest.fixture(scope="session")
-async def s3(settings: Settings) -> AsyncIterator["S3Client"]:
-    async with s3_client(settings) as client:
-        await ensure_bucket(client, settings.s3_bucket, settings.aws_region)
-        yield client
-
-
-@pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

@@ -32,14 +32,6 @@ JPEG = b"\xff\xd8\xff\xe0" + b"main" * 100
 
 
 @pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest.fixture
 async def worker_settings(infrastructure: Infrastructure, bot: FakeBotApi) -> Settings:
     bucket = f"avatar-main-{uuid.uuid4().hex[:8]}"
     return settings_for(infrastructure, telegram_api_url=bot.url, s3_bucket=bucket)

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.dynamo import dynamodb_client, ensure_messages_table, from_attributes, to_attributes
+from common.dynamo import from_attributes, to_attributes
 from common.events import (
     Event,
     MediaDescriptor,
@@ -21,7 +21,6 @@ from common.events import (
 )
 from common.ids import deal_id_for_telegram, telegram_message_key
 from common.messages import telegram_message_item
-from common.s3 import ensure_bucket, s3_client
 from common.settings import Settings
 from sync_worker.avatars.media import TOO_LARGE, MessageNotStored, copy_media
 from sync_worker.avatars.resources import Avatars
@@ -34,28 +33,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3.client import S3Client
 
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-async def dynamo(settings: Settings) -> AsyncIterator["DynamoDBClient"]:
-    async with dynamodb_client(settings) as client:
-        await ensure_messages_table(client, settings.dynamodb_messages_table)
-        yield client
-
-
-@pytest.fixture(scope="session")
-async def s3(settings: Settings) -> AsyncIterator["S3Client"]:
-    async with s3_client(settings) as client:
-        await ensure_bucket(client, settings.s3_bucket, settings.aws_region)
-        yield client
-
-
-@pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

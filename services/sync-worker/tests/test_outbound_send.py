@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.dynamo import dynamodb_client, ensure_messages_table, from_attributes, to_attributes
+from common.dynamo import from_attributes, to_attributes
 from common.events import (
     DealUpdated,
     Event,
@@ -29,21 +29,6 @@ from sync_worker.outbound.testing import FakeBotApi, SeededDeal, fake_outbound, 
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
-
-
-@pytest.fixture(scope="session")
-async def dynamo(settings: Settings) -> AsyncIterator["DynamoDBClient"]:
-    async with dynamodb_client(settings) as client:
-        await ensure_messages_table(client, settings.dynamodb_messages_table)
-        yield client
-
-
-@pytest.fixture
-async def bot(settings: Settings) -> AsyncIterator[FakeBotApi]:
-    fake = FakeBotApi(settings.telegram_bot_token.get_secret_value())
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
