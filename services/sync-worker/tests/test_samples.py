@@ -215,6 +215,26 @@ async def test_older_connection_update_is_ignored(
     assert connection.connected_at == _at(1767225600)
 
 
+async def test_a_late_enable_at_the_same_date_does_not_undo_a_disable(
+    stores: Stores, samples: dict[str, dict[str, Any]]
+) -> None:
+    # Both samples carry the connection's same `date`; the disable has the higher update_id.
+    disabled, enabled = samples["business_connection_disabled"], samples["business_connection"]
+
+    await persist(stores, [event_from_update(disabled)])
+    await persist(stores, [event_from_update(enabled)])
+    async with stores.sessions() as session:
+        late = await session.get(BusinessConnection, CONNECTION)
+    await persist(stores, [event_from_update(enabled), event_from_update(disabled)])
+    async with stores.sessions() as session:
+        batched = await session.get(BusinessConnection, CONNECTION, populate_existing=True)
+
+    assert late is not None
+    assert (late.is_enabled, late.status) == (False, "disabled")
+    assert batched is not None
+    assert batched.is_enabled is False
+
+
 async def test_customer_names_come_from_the_newest_update(
     stores: Stores, samples: dict[str, dict[str, Any]]
 ) -> None:

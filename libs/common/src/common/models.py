@@ -72,7 +72,9 @@ class BusinessConnection(Base):
     # `pending` until the connection update itself arrives (a message may come first).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     # Telegram's `date` of the newest connection update applied; older ones are ignored.
+    # Enabling and disabling keep the connection's `date`, so `update_id` breaks the tie.
     source_date: Mapped[datetime | None]
+    source_update_id: Mapped[int | None] = mapped_column(BigInteger)
     connected_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = _created()

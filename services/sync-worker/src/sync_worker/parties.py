@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_
+from sqlalchemy import and_, case, func, or_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,12 +70,20 @@ async def save_connections(session: AsyncSession, events: Sequence[LiveEvent]) -
                 .on_conflict_do_nothing()
             )
             continue
-        for event in sorted(updates[connection_id], key=lambda update: update.connection.date):
+        for event in sorted(updates[connection_id], key=_connection_order):
             await _apply_connection(session, event)
 
 
+def _connection_order(event: ConnectionUpdated) -> tuple[datetime, int]:
+    return event.connection.date, event.update_id
+
+
 async def _apply_connection(session: AsyncSession, event: ConnectionUpdated) -> None:
-    """Newest `date` wins (at equal dates the later arrival); `connected_at` is the earliest."""
+    """Newest `(date, update_id)` wins; `connected_at` is the earliest.
+
+    Telegram keeps a connection's `date` when it is disabled or enabled again, so at equal
+    dates the higher `update_id` (Telegram numbers updates in order) is the newer state.
+    """
     connection = event.connection
     statement = insert(BusinessConnection).values(
         id=connection.id,
@@ -85,12 +93,31 @@ async def _apply_connection(session: AsyncSession, event: ConnectionUpdated) -> 
         rights=dict(connection.rights),
         status="active" if connection.is_enabled else "disabled",
         source_date=connection.date,
+        source_update_id=event.update_id,
         connected_at=connection.date if connection.is_enabled else None,
         disabled_at=None if connection.is_enabled else connection.date,
     )
     table, new = BusinessConnection, statement.excluded
-    newer = or_(table.source_date.is_(None), table.source_date <= new.source_date)
-    fields = ("owner_user_id", "user_chat_id", "is_enabled", "rights", "status", "disabled_at")
+    newer = or_(
+        table.source_date.is_(None),
+        table.source_date < new.source_date,
+        and_(
+            table.source_date == new.source_date,
+            or_(
+                table.source_update_id.is_(None),
+                table.source_update_id <= new.source_update_id,
+            ),
+        ),
+    )
+    fields = (
+        "owner_user_id",
+        "user_chat_id",
+        "is_enabled",
+        "rights",
+        "status",
+        "disabled_at",
+        "source_update_id",
+    )
     changes: dict[str, Any] = {
         name: case((newer, getattr(new, name)), else_=getattr(table, name)) for name in fields
     }
