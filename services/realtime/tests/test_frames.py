@@ -144,7 +144,11 @@ def test_read_send_failed_connection_and_customer_frames() -> None:
     )
     customer_id = uuid.uuid4()
     customer = CustomerUpdated(
-        customer_id=customer_id, avatar_key="avatars/x.jpg", owner_user_ids=[OWNER, OWNER]
+        customer_id=customer_id,
+        avatar_key="avatars/x.jpg",
+        owner_user_ids=[OWNER, OWNER],
+        external_id="222222222",
+        name="Boris Petrov",
     )
 
     assert _frame(read)["read_sync"] == {"status": "accepted", "reason": None}
@@ -154,6 +158,8 @@ def test_read_send_failed_connection_and_customer_frames() -> None:
     assert _frame(connection)["is_enabled"] is True
     assert _frame(customer)["customer"] == {
         "id": str(customer_id),
+        "external_id": "222222222",
+        "name": "Boris Petrov",
         "avatar": f"/api/v1/customers/{customer_id}/avatar/",
     }
     routed = frames.route(customer)

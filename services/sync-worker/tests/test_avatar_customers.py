@@ -99,6 +99,9 @@ async def test_telegram_photo_is_copied_to_s3_and_recorded_on_a_new_customer(
             customer_id=customer_id,
             avatar_key=key,
             owner_user_ids=["111111111"],
+            external_id=user_id,
+            name=customer.name,
+            username=customer.username,
         )
     ]
 

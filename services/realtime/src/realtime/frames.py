@@ -104,6 +104,10 @@ def route(event: AnyEvent) -> Routed | None:
             return _deal_event(event)
         case CustomerUpdated():
             customer: dict[str, Any] = {"id": str(event.customer_id)}
+            # The gateway's customer shape, as far as the event carries it.
+            for field in ("external_id", "name", "username"):
+                if (value := getattr(event, field)) is not None:
+                    customer[field] = value
             if event.avatar_key:
                 customer["avatar"] = f"/api/v1/customers/{event.customer_id}/avatar/"
             body = {

@@ -180,20 +180,30 @@ async def _record(
     unique_id: str | None,
 ) -> None:
     async with transaction(avatars.sessions) as session:
-        await session.execute(
-            update(Customer)
-            .where(Customer.id == customer_id)
-            .values(
-                avatar_key=key,
-                avatar_file_unique_id=unique_id,
-                avatar_checked_at=func.now(),
-                avatar_error=None,
-                updated_at=func.now(),
+        row = (
+            await session.execute(
+                update(Customer)
+                .where(Customer.id == customer_id)
+                .values(
+                    avatar_key=key,
+                    avatar_file_unique_id=unique_id,
+                    avatar_checked_at=func.now(),
+                    avatar_error=None,
+                    updated_at=func.now(),
+                )
+                .returning(Customer.external_id, Customer.name, Customer.username)
             )
-        )
+        ).one_or_none()
     if key != claim["avatar_key"]:
         await avatars.publish(
-            CustomerUpdated(customer_id=customer_id, avatar_key=key, owner_user_ids=owners)
+            CustomerUpdated(
+                customer_id=customer_id,
+                avatar_key=key,
+                owner_user_ids=owners,
+                external_id=row.external_id if row else None,
+                name=row.name if row else None,
+                username=row.username if row else None,
+            )
         )
 
 
