@@ -137,18 +137,18 @@ async def _drain(step: int, load: Load, arrivals: _Arrivals) -> float:
 
 
 def _outcome(step: int, load: Load, arrivals: _Arrivals, _ended: float) -> dict[str, Any]:
-    latencies = [
-        arrivals.at[(step, index)] - sent
-        for index, sent in load.sent_at.items()
-        if (step, index) in arrivals.at
-    ]
-    rejected = sum(n for status, n in load.statuses.items() if not 200 <= status < 300)
+    delivered = {index for index in load.sent_at if (step, index) in arrivals.at}
+    latencies = [arrivals.at[(step, index)] - load.sent_at[index] for index in delivered]
+    rejected = len(load.sent_at) - len(load.accepted_ids)
     return {
         "sent": len(load.sent_at),
-        "accepted": load.accepted,
+        "accepted": len(load.accepted_ids),
         "rejected": rejected,
-        "delivered": len(latencies),
-        "lost": load.accepted - len(latencies),
+        "delivered": len(delivered),
+        # Telegram retries a non-2xx answer, so only an accepted update can be lost.
+        "lost": len(load.accepted_ids - delivered),
+        "delivered_despite_non_2xx": len(delivered - load.accepted_ids),
+        "statuses": {str(status): count for status, count in load.statuses.items()},
         "p50_s": percentile(latencies, 50),
         "p99_s": percentile(latencies, 99),
         "max_s": max(latencies, default=float("nan")),

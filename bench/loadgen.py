@@ -21,6 +21,7 @@ class Load:
     statuses: Counter[int] = field(default_factory=Counter)
     elapsed: float = 0.0
     sent_at: dict[int, float] = field(default_factory=dict)  # request index → send time
+    accepted_ids: set[int] = field(default_factory=set)  # request indexes answered 2xx
 
     @property
     def accepted(self) -> int:
@@ -57,6 +58,7 @@ async def _post(
     headers: Mapping[str, str],
     load: Load,
     started: float,
+    index: int = -1,
 ) -> None:
     try:
         async with client.post(url, data=payload, headers=headers) as response:
@@ -67,6 +69,7 @@ async def _post(
     load.statuses[status] += 1
     if 200 <= status < 300:
         load.latencies.append(time.perf_counter() - started)
+        load.accepted_ids.add(index)
 
 
 async def closed_loop(
@@ -122,7 +125,8 @@ async def open_loop(
                 await asyncio.sleep(delay)
             load.sent_at[index] = scheduled
             payload = bodies(index)
-            tasks.append(asyncio.create_task(_post(http, url, payload, headers, load, scheduled)))
+            post = _post(http, url, payload, headers, load, scheduled, index)
+            tasks.append(asyncio.create_task(post))
         await asyncio.gather(*tasks)
         load.elapsed = max(time.perf_counter() - begin, total / rate)
     finally:
