@@ -3,6 +3,7 @@ sink queues so events are routable, and publishing catalogue events into the rea
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from common import bus
 from common.events import Event
@@ -112,3 +114,24 @@ async def ready_count(chan: AbstractChannel, name: str) -> int:
     queue = await chan.declare_queue(name, passive=True)
     result: Any = queue.declaration_result
     return int(result.message_count)
+
+
+async def purge_if_declared(url: str, names: Sequence[str]) -> dict[str, int]:
+    """Empty the named queues that exist (earlier benchmarks leave backlogs in them)."""
+    purged: dict[str, int] = {}
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        for name in names:
+            chan = await connection.channel()
+            try:
+                queue = await chan.declare_queue(name, passive=True)
+                result: Any = await queue.purge()
+                purged[name] = int(result.message_count)
+            except ChannelNotFoundEntity:
+                continue
+            finally:
+                with contextlib.suppress(Exception):
+                    await chan.close()
+    finally:
+        await connection.close()
+    return purged
