@@ -28,7 +28,7 @@ lint: ## ruff lint and format check
 
 .PHONY: typecheck
 typecheck: ## mypy --strict over every package (one run each: test modules share names)
-	@set -e; for package in libs/common services/*/; do \
+	@set -e; for package in libs/common services/*/ bench; do \
 		echo "mypy $$package"; $(UV) run --frozen mypy $$package; done
 
 .PHONY: fmt
