@@ -9,10 +9,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.dynamo import dynamodb_client, ensure_messages_table
+from common.events import Event
 from common.s3 import ensure_bucket, s3_client
 from common.settings import Settings
 from sync_worker.live import Stores
-from sync_worker.outbound.testing import FakeBotApi
+from sync_worker.outbound.resources import Outbound
+from sync_worker.outbound.testing import FakeBotApi, fake_outbound
 from sync_worker.testing import new_stores
 
 if TYPE_CHECKING:
@@ -60,3 +62,15 @@ async def stores(
     sessions: async_sessionmaker[AsyncSession], dynamo: "DynamoDBClient", clean_database: None
 ) -> Stores:
     return await new_stores(sessions, dynamo)
+
+
+@pytest.fixture
+async def outbound(
+    sessions: async_sessionmaker[AsyncSession],
+    dynamo: "DynamoDBClient",
+    settings: Settings,
+    bot: FakeBotApi,
+    clean_database: None,
+) -> AsyncIterator[tuple[Outbound, list[Event]]]:
+    async with fake_outbound(sessions, dynamo, settings.dynamodb_messages_table, bot) as pair:
+        yield pair

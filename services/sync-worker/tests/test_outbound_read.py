@@ -22,28 +22,15 @@ from common.events import (
     event_adapter,
 )
 from common.models import Deal, SendRequest
-from common.settings import Settings
 from common.testing import Infrastructure, settings_for
 from sync_worker.outbound import QUEUES, open_outbound, router
 from sync_worker.outbound.reading import mark_read, refusal_reason
 from sync_worker.outbound.resources import Outbound
 from sync_worker.outbound.subscribers import MESSAGE_SEND_QUEUE
-from sync_worker.outbound.testing import FakeBotApi, SeededDeal, fake_outbound, seed_deal
+from sync_worker.outbound.testing import FakeBotApi, SeededDeal, seed_deal
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
-
-
-@pytest.fixture
-async def outbound(
-    sessions: async_sessionmaker[AsyncSession],
-    dynamo: "DynamoDBClient",
-    settings: Settings,
-    bot: FakeBotApi,
-    clean_database: None,
-) -> AsyncIterator[tuple[Outbound, list[Event]]]:
-    async with fake_outbound(sessions, dynamo, settings.dynamodb_messages_table, bot) as pair:
-        yield pair
 
 
 async def _deal(sessions: async_sessionmaker[AsyncSession], deal: SeededDeal) -> Deal:

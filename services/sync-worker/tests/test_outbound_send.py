@@ -3,10 +3,8 @@
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,18 +27,6 @@ from sync_worker.outbound.testing import FakeBotApi, SeededDeal, fake_outbound, 
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
-
-
-@pytest.fixture
-async def outbound(
-    sessions: async_sessionmaker[AsyncSession],
-    dynamo: "DynamoDBClient",
-    settings: Settings,
-    bot: FakeBotApi,
-    clean_database: None,
-) -> AsyncIterator[tuple[Outbound, list[Event]]]:
-    async with fake_outbound(sessions, dynamo, settings.dynamodb_messages_table, bot) as pair:
-        yield pair
 
 
 def _command(deal: SeededDeal, request_id: str = "req-1", **extra: Any) -> MessageSend:

@@ -165,6 +165,12 @@ def make_broker(
     )
 
 
+async def ping(broker: RabbitBroker) -> None:
+    """A readiness check: raises unless the broker's connection answers."""
+    if not await broker.ping(timeout=1.0):
+        raise ConnectionError("broker not connected")
+
+
 async def publish_event(broker: RabbitBroker, event: Event, *, timeout: float = 5.0) -> None:
     """Publish a fact and wait until RabbitMQ has it on disk (persistent + confirmed)."""
     await _publish(broker, event, EVENTS, timeout)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from common import db, dynamo
+from common import bus, db, dynamo
 from common.bus import declare_topology, make_broker, publish_event
 from common.health import Check, probe_routes
 from common.settings import Settings
@@ -91,12 +91,8 @@ def create_app(settings: Settings) -> Starlette:
 def _checks(request: Request) -> Mapping[str, Check]:
     worker: Worker = request.state.worker
 
-    async def rabbitmq() -> None:
-        if not await worker.broker.ping(timeout=1.0):
-            raise ConnectionError("broker not connected")
-
     return {
         "postgresql": partial(db.ping, worker.engine),
-        "rabbitmq": rabbitmq,
+        "rabbitmq": partial(bus.ping, worker.broker),
         "dynamodb": partial(dynamo.ping, worker.dynamo, worker.table),
     }

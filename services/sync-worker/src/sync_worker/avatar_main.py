@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from common import db, dynamo, s3
+from common import bus, db, dynamo, s3
 from common.bus import declare_topology, make_broker
 from common.health import Check, probe_routes
 from common.logging import configure_logging
@@ -75,13 +75,9 @@ def create_app(settings: Settings) -> Starlette:
 def _checks(request: Request) -> Mapping[str, Check]:
     worker: AvatarWorker = request.state.worker
 
-    async def rabbitmq() -> None:
-        if not await worker.broker.ping(timeout=1.0):
-            raise ConnectionError("broker not connected")
-
     return {
         "postgresql": partial(db.ping, worker.engine),
-        "rabbitmq": rabbitmq,
+        "rabbitmq": partial(bus.ping, worker.broker),
         "s3": partial(s3.ping, worker.s3, worker.bucket),
     }
 

@@ -111,5 +111,4 @@ class Publisher:
         EVENTS_PUBLISHED.labels(type=routing_key).inc()
 
     async def ready(self) -> None:
-        if not await self.broker.ping(timeout=1.0):
-            raise ConnectionError("broker not connected")
+        await bus.ping(self.broker)
