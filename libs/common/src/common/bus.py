@@ -16,8 +16,10 @@ is kept, not dropped. Every publish is persistent and waits for the broker's con
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
+import aio_pika
 import structlog
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
@@ -184,18 +186,28 @@ def encode(message: Event) -> bytes:
     return message.model_dump_json().encode()
 
 
+def amqp_message(message: Event) -> aio_pika.Message:
+    """The AMQP message of an event or command: persistent, JSON, `type` = its routing key."""
+    routing_key = str(getattr(message, "type"))  # noqa: B009 - every catalogue model has one
+    message_id = str(message.event_id)
+    return aio_pika.Message(
+        encode(message),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id,
+        correlation_id=message_id,
+        timestamp=datetime.now(UTC),
+        type=routing_key,
+    )
+
+
 async def _publish(
     broker: RabbitBroker, message: Event, exchange: RabbitExchange, timeout: float
 ) -> None:
-    routing_key = str(getattr(message, "type"))  # noqa: B009 - every catalogue model has one
     await broker.publish(
-        encode(message),
+        amqp_message(message),
         exchange=exchange,
-        routing_key=routing_key,
-        persist=True,
-        message_id=str(message.event_id),
-        content_type="application/json",
-        message_type=routing_key,
+        routing_key=str(getattr(message, "type")),  # noqa: B009 - every catalogue model has one
         timeout=timeout,
     )
 

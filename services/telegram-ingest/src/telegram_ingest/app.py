@@ -9,21 +9,21 @@ import structlog
 from aiogram import Bot
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.health import Check, probe_routes
 from common.settings import Settings
 from telegram_ingest import telegram
-from telegram_ingest.ingest import Ingest, build_dispatcher
+from telegram_ingest.ingest import Ingest
 from telegram_ingest.owners import Owners
 from telegram_ingest.polling import poll
 from telegram_ingest.publishing import Publisher, connect, declare
-from telegram_ingest.webhook import webhook_endpoint
+from telegram_ingest.webhook import WebhookEndpoint
 
 log = structlog.get_logger(__name__)
 
 WEBHOOK_PATH = "/telegram/webhook"
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+WEBHOOK_PATHS = frozenset((WEBHOOK_PATH, WEBHOOK_PATH + "/"))
 
 
 class State(TypedDict):
@@ -54,16 +54,15 @@ async def open_ingest(
         await declare(broker)
         yield Ingest(
             bot=bot,
-            dispatcher=build_dispatcher(),
             owners=Owners(bot),
-            publisher=Publisher(broker, timeout=settings.publish_confirm_timeout),
+            publisher=await Publisher.open(broker, timeout=settings.publish_confirm_timeout),
         )
     finally:
         await broker.stop()
         await bot.session.close()
 
 
-def build_app(settings: Settings, *, polling: bool = False) -> Starlette:
+def build_app(settings: Settings, *, polling: bool = False) -> ASGIApp:
     """The webhook app; with `polling`, getUpdates in the background and only the probes."""
 
     @asynccontextmanager
@@ -82,17 +81,22 @@ def build_app(settings: Settings, *, polling: bool = False) -> Starlette:
                     log.error("setWebhook failed", error=f"{type(error).__name__}: {error}")
             yield {"ingest": ingest}
 
-    routes = probe_routes(_checks)
-    if not polling:
-        secret = settings.telegram_webhook_secret.get_secret_value()
-        if not secret:
-            log.warning("TELEGRAM_WEBHOOK_SECRET is not set: every webhook request gets 401")
-        endpoint = webhook_endpoint(ingest_of, secret)
-        routes += [
-            Route(WEBHOOK_PATH, endpoint, methods=_ALL_METHODS),
-            Route(WEBHOOK_PATH + "/", endpoint, methods=_ALL_METHODS),
-        ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    probes = Starlette(routes=probe_routes(_checks), lifespan=lifespan)
+    if polling:
+        return probes
+    secret = settings.telegram_webhook_secret.get_secret_value()
+    if not secret:
+        log.warning("TELEGRAM_WEBHOOK_SECRET is not set: every webhook request gets 401")
+    webhook = WebhookEndpoint(secret)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # With and without the trailing slash, no redirect.
+        if scope["type"] == "http" and scope["path"] in WEBHOOK_PATHS:
+            await webhook(scope, receive, send)
+        else:
+            await probes(scope, receive, send)
+
+    return app
 
 
 @asynccontextmanager

@@ -1,7 +1,8 @@
 """aiogram handlers for the four business update types: resolve the owner, map, publish.
 
-Dependencies arrive as the Dispatcher's keyword data (`owners`, `publisher`, `raw_update`,
-and aiogram's own `event_update`); the mapping itself is in `mapping`, pure.
+Dependencies arrive as the keyword data `Ingest.handle` propagates with the event (`owners`,
+`publisher`, `raw_update`, and `event_update`, named as aiogram names it); the mapping itself
+is in `mapping`, pure.
 """
 
 from typing import Any, Literal

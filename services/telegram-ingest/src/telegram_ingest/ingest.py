@@ -2,14 +2,19 @@
 
 `handle` returns only once the broker confirmed what it published, or raises `Unavailable`;
 an update aiogram cannot parse is parked as `telegram.update.unparsed`, not refused.
+
+The update goes straight to the business Router's handlers (`Router.propagate_event`), not
+through a Dispatcher: the Dispatcher's outer middlewares (error capture, user context, a log
+line) cost four times the routing itself, about 0.2 ms of every update, and this service
+needs none of them.
 """
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot, Router
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import Update
 from pydantic import ValidationError
@@ -83,18 +88,12 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def build_dispatcher() -> Dispatcher:
-    dispatcher = Dispatcher(disable_fsm=True)
-    dispatcher.include_router(business_router())
-    return dispatcher
-
-
 @dataclass(frozen=True)
 class Ingest:
     bot: Bot
-    dispatcher: Dispatcher
     owners: Owners
     publisher: Publisher
+    router: Router = field(default_factory=business_router)
 
     async def handle(self, raw: dict[str, Any]) -> Outcome:
         """`raw` is a JSON object with an integer `update_id` (the caller checked)."""
@@ -105,14 +104,18 @@ class Ingest:
             return "ignored"
         update_id = int(raw["update_id"])
         try:
-            # Mounted on our bot, so the Dispatcher does not re-validate it.
-            update = Update.model_validate(raw, context={"bot": self.bot})
+            update = Update.model_validate(raw)
         except (ValidationError, ValueError, TypeError) as error:
             await park(self.publisher, update_id, str(error)[:4000], raw)
             return "parked"
         try:
-            result = await self.dispatcher.feed_update(
-                self.bot, update, owners=self.owners, publisher=self.publisher, raw_update=raw
+            result = await self.router.propagate_event(
+                kind,
+                getattr(update, kind),
+                event_update=update,
+                owners=self.owners,
+                publisher=self.publisher,
+                raw_update=raw,
             )
         except ValidationError as error:
             # aiogram took it but the catalogue cannot hold it: keep it for a person rather
