@@ -55,7 +55,8 @@ class Stack:
     def env(self, **overrides: str) -> dict[str, str]:
         """The environment of a service process: common.settings names only."""
         values = {
-            "DEBUG": "true",
+            # Production's configuration: the secrets below are not well-known ones.
+            "DEBUG": "false",
             "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
             "BIND_HOST": LOOPBACK,
             "DATABASE_URL": self.postgres_url,
@@ -117,9 +118,11 @@ def provisioned() -> Iterator[Stack]:
         postgres_url = testing._with_path(admin_url, "/" + NAME)
         alembic_upgrade(postgres_url)
 
-        testing._delete_vhost(amqp_url, NAME)
-        testing._create_vhost(amqp_url, NAME)
-        stack.callback(testing._delete_vhost, amqp_url, NAME)
+        # Two runs at once (say, one per service being tuned) need a vhost each.
+        vhost = os.environ.get("BENCH_VHOST", NAME)
+        testing._delete_vhost(amqp_url, vhost)
+        testing._create_vhost(amqp_url, vhost)
+        stack.callback(testing._delete_vhost, amqp_url, vhost)
 
         dynamodb_url = testing._start_node_server(
             stack,
@@ -139,7 +142,7 @@ def provisioned() -> Iterator[Stack]:
         result = Stack(
             admin_url=admin_url,
             postgres_url=postgres_url,
-            rabbitmq_url=testing._with_path(amqp_url, "/" + quote(NAME, safe="")),
+            rabbitmq_url=testing._with_path(amqp_url, "/" + quote(vhost, safe="")),
             dynamodb_url=dynamodb_url,
             s3_url=s3_url,
             logs=logs,

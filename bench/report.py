@@ -42,8 +42,9 @@ Read the figures with these in mind:
   process, on the same two cores as the services, RabbitMQ, PostgreSQL and dynalite. The
   bare-uvicorn floor is as fast as this generator can drive it; end-to-end latencies include
   the benchmark process's own event-loop delays.
-- Services log at INFO as in production, uvicorn access lines included
-  (`BENCH_LOG_LEVEL=WARNING` shows what logging costs).
+- Services run as in production: `DEBUG=false`, logs at INFO, uvicorn access lines where
+  production writes them (the gateway; telegram-ingest counts its answers in `/metrics`
+  instead). `BENCH_LOG_LEVEL=WARNING` shows what logging costs.
 - DynamoDB is dynalite (Node, LevelDB): every call costs far more than on DynamoDB, for the
   services and their floors alike, so calls per message matter more here than they would
   in production.
