@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import aio_pika
 import structlog
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.rabbit import Channel, ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
 from faststream.rabbit.schemas.queue import ClassicQueueArgs
+from pamqp import commands as spec
 from pydantic import ValidationError
 
 from common.events import Command, Event
@@ -38,6 +38,7 @@ RETRY: Final = RabbitExchange("chat_sync.retry", type=ExchangeType.HEADERS, dura
 DEAD: Final = RabbitExchange("chat_sync.dead", type=ExchangeType.DIRECT, durable=True)
 
 # Growing delays before a failed delivery is tried again; after the last one it is parked.
+PERSISTENT: Final = 2  # AMQP delivery mode: written to disk before the broker confirms
 RETRY_DELAYS_SECONDS: Final = (1, 10, 60)
 ATTEMPT_HEADER: Final = "x-chat-sync-attempt"
 ERROR_HEADER: Final = "x-chat-sync-error"
@@ -186,28 +187,33 @@ def encode(message: Event) -> bytes:
     return message.model_dump_json().encode()
 
 
-def amqp_message(message: Event) -> aio_pika.Message:
-    """The AMQP message of an event or command: persistent, JSON, `type` = its routing key."""
-    routing_key = str(getattr(message, "type"))  # noqa: B009 - every catalogue model has one
+def amqp_properties(message: Event) -> spec.Basic.Properties:
+    """The AMQP properties of every event and command: persistent JSON, `type` = routing key."""
     message_id = str(message.event_id)
-    return aio_pika.Message(
-        encode(message),
+    return spec.Basic.Properties(
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=PERSISTENT,
         message_id=message_id,
         correlation_id=message_id,
         timestamp=datetime.now(UTC),
-        type=routing_key,
+        message_type=str(getattr(message, "type")),  # noqa: B009 - every catalogue model has one
     )
 
 
 async def _publish(
     broker: RabbitBroker, message: Event, exchange: RabbitExchange, timeout: float
 ) -> None:
+    properties = amqp_properties(message)
     await broker.publish(
-        amqp_message(message),
+        encode(message),
         exchange=exchange,
-        routing_key=str(getattr(message, "type")),  # noqa: B009 - every catalogue model has one
+        routing_key=str(properties.message_type),
+        persist=True,
+        content_type=properties.content_type,
+        message_id=properties.message_id,
+        correlation_id=properties.correlation_id,
+        timestamp=properties.timestamp,
+        message_type=properties.message_type,
         timeout=timeout,
     )
 

@@ -15,7 +15,7 @@ from typing import Any, Final
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from telegram_ingest.ingest import Ingest, representable
+from telegram_ingest.ingest import MAX_DEPTH, Ingest, representable
 from telegram_ingest.metrics import REQUESTS_REJECTED
 from telegram_ingest.publishing import Unavailable
 
@@ -45,6 +45,9 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
     """The JSON object with a usable integer `update_id`, or None."""
     try:
         data = orjson.loads(body)
+        # orjson returns valid UTF-8 only, and nesting needs an opening bracket per level:
+        # a body with few of them needs no walk.
+        checked = body.count(b"{") + body.count(b"[") <= MAX_DEPTH
     except orjson.JSONDecodeError:
         # orjson refuses what the JSON standard leaves open (integers beyond 64 bits, NaN,
         # lone surrogates); the standard library decides those as it always did.
@@ -52,7 +55,8 @@ def parse_update(body: bytes) -> dict[str, Any] | None:
             data = json.loads(body)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             return None
-    if not isinstance(data, dict) or not representable(data):
+        checked = False
+    if not isinstance(data, dict) or not (checked or representable(data)):
         return None
     update_id = data.get("update_id")
     if type(update_id) is not int or not 0 <= update_id < _UPDATE_ID_LIMIT:
