@@ -11,6 +11,7 @@ stores do not depend on the order between events.
 """
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -108,8 +109,10 @@ class Batcher:
     async def _commit_and_publish(self, batch: list[_Entry]) -> None:
         updates = await self._commit([event for event, _ in batch])
         await asyncio.gather(*(self._publish(update) for update in updates))
-        for event, future in batch:
-            EVENTS_WRITTEN.labels(type=event.type).inc()
+        # Counted per type, not per event: a labelled child costs a lock and a lookup.
+        for kind, count in collections.Counter(event.type for event, _ in batch).items():
+            EVENTS_WRITTEN.labels(type=kind).inc(count)
+        for _, future in batch:
             if not future.done():
                 future.set_result(None)
 

@@ -13,11 +13,12 @@ any arrival order:
 """
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,10 +48,52 @@ from sync_worker.parties import LiveEvent as LiveEvent
 PreviewLoader = Callable[[uuid.UUID, str], Awaitable[MessagePreview | None]]
 
 
+@dataclass(slots=True)
+class DealRow:
+    """The columns of a locked deal the live path reads and moves.
+
+    Plain rows, not ORM objects: a batch touches hundreds of deals, and loading, tracking
+    and flushing each as an entity costs more than the rest of the transaction.
+    """
+
+    id: uuid.UUID
+    owner_user_id: int | None
+    business_connection_id: str | None
+    chat_id: int | None
+    customer_id: uuid.UUID | None
+    version: int
+    total_messages: int
+    unread_count: int
+    read_horizon_key: str | None
+    read_up_to: str | None
+    last_message_id: str | None
+    last_message_key: str | None
+    last_message_at: datetime | None
+    last_message: dict[str, Any] | None
+    synced_at: datetime | None
+    sync_status: str
+
+
+_DEAL: Final = Deal.metadata.tables[Deal.__tablename__]
+_KEY: Final = MessageKey.metadata.tables[MessageKey.__tablename__]
+_DEAL_COLUMNS: Final = [_DEAL.c[field.name] for field in fields(DealRow)]
+_IDENTITY: Final = ("id", "owner_user_id", "business_connection_id", "chat_id", "customer_id")
+# What the live path may change.
+_MOVED: Final = tuple(field.name for field in fields(DealRow) if field.name not in _IDENTITY)
+_NEW: Final = tuple(f"new_{name}" for name in _MOVED)  # a bind name may not be a column's
+# One statement for every changed deal of a batch (executemany); `updated_at` by onupdate.
+_WRITE_DEALS: Final = (
+    update(_DEAL)
+    .where(_DEAL.c.id == bindparam("deal_id"))
+    .values({name: bindparam(new) for name, new in zip(_MOVED, _NEW, strict=True)})
+)
+
+
 @dataclass
 class _Touched:
-    deal: Deal
-    before: tuple[Any, ...]
+    deal: DealRow
+    before: tuple[Any, ...]  # what `version` follows
+    loaded: tuple[Any, ...]  # every column the batch may write
     refresh_preview: bool = False
     recount_unread: bool = False
 
@@ -69,7 +112,7 @@ def preview_of(message: TelegramMessage, owner_user_id: str) -> MessagePreview:
 
 async def apply(
     session: AsyncSession, events: Sequence[LiveEvent], load_preview: PreviewLoader
-) -> list[Deal]:
+) -> list[DealRow]:
     """Apply a batch of events; returns the deals they touched, changed or not."""
     chat_events = [event for event in events if not isinstance(event, ConnectionUpdated)]
     # Rows are locked in one order (owners, connections, customers, deals, each sorted),
@@ -83,21 +126,20 @@ async def apply(
     # Messages before deletes: the outcome does not depend on the order, so this one lets
     # every key of the batch be inserted in one statement.
     new_keys = await _insert_keys(session, stored)
-    # The deals are written once, at the commit, not before every statement.
-    with session.no_autoflush:
-        for event in stored:
-            await _store(session, touched[deal_id_of(event)], event, new_keys)
-        for deletion in deletes:
-            for message_id in deletion.message_ids:
-                await _delete(session, touched[deal_id_of(deletion)], message_id)
-        for state in touched.values():
-            if state.recount_unread:
-                horizon = state.deal.read_horizon_key
-                state.deal.unread_count = await _count_unread(session, state.deal.id, horizon)
-            if state.refresh_preview:
-                await _refresh_preview(session, state.deal, load_preview)
-            if _snapshot(state.deal) != state.before:
-                state.deal.version += 1
+    for event in stored:
+        await _store(session, touched[deal_id_of(event)], event, new_keys)
+    for deletion in deletes:
+        for message_id in deletion.message_ids:
+            await _delete(session, touched[deal_id_of(deletion)], message_id)
+    for state in touched.values():
+        if state.recount_unread:
+            horizon = state.deal.read_horizon_key
+            state.deal.unread_count = await _count_unread(session, state.deal.id, horizon)
+        if state.refresh_preview:
+            await _refresh_preview(session, state.deal, load_preview)
+        if _snapshot(state.deal) != state.before:
+            state.deal.version += 1
+    await _write_deals(session, touched.values())
     return [state.deal for state in touched.values()]
 
 
@@ -128,34 +170,54 @@ async def _lock_deals(
     firsts: dict[uuid.UUID, ChatEvent] = {}
     for event in events:
         firsts.setdefault(deal_id_of(event), event)
-    if firsts:
-        await session.execute(
-            insert(Deal)
-            .values(
-                [
-                    {
-                        "id": deal_id,
-                        "source": "telegram",
-                        "external_id": telegram_deal_external_id(
-                            event.business_connection_id, event.chat_id
-                        ),
-                        "business_connection_id": event.business_connection_id,
-                        "chat_id": int(event.chat_id),
-                        "owner_user_id": int(event.owner_user_id),
-                        "customer_id": customer_id_for_telegram(event.chat_id),
-                    }
-                    for deal_id, event in sorted(firsts.items())
-                ]
-            )
-            .on_conflict_do_nothing()
-        )
-    deals = await session.scalars(
-        select(Deal).where(Deal.id.in_(sorted(firsts))).order_by(Deal.id).with_for_update()
+    if not firsts:
+        return {}
+    # executemany: one cached statement, rows sent in pages, whatever the batch size.
+    await session.execute(
+        insert(_DEAL).on_conflict_do_nothing(),
+        [
+            {
+                "id": deal_id,
+                "source": "telegram",
+                "external_id": telegram_deal_external_id(
+                    event.business_connection_id, event.chat_id
+                ),
+                "business_connection_id": event.business_connection_id,
+                "chat_id": int(event.chat_id),
+                "owner_user_id": int(event.owner_user_id),
+                "customer_id": customer_id_for_telegram(event.chat_id),
+            }
+            for deal_id, event in sorted(firsts.items())
+        ],
     )
-    return {deal.id: _Touched(deal, _snapshot(deal)) for deal in deals}
+    rows = await session.execute(
+        select(*_DEAL_COLUMNS)
+        .where(_DEAL.c.id.in_(sorted(firsts)))
+        .order_by(_DEAL.c.id)
+        .with_for_update()
+    )
+    touched: dict[uuid.UUID, _Touched] = {}
+    for row in rows:
+        deal = DealRow(*row)
+        touched[deal.id] = _Touched(deal, _snapshot(deal), _moved(deal))
+    return touched
 
 
-def _snapshot(deal: Deal) -> tuple[Any, ...]:
+async def _write_deals(session: AsyncSession, touched: Iterable[_Touched]) -> None:
+    changed = [
+        {"deal_id": state.deal.id, **dict(zip(_NEW, moved, strict=True))}
+        for state in touched
+        if (moved := _moved(state.deal)) != state.loaded
+    ]
+    if changed:
+        await session.execute(_WRITE_DEALS, changed)
+
+
+def _moved(deal: DealRow) -> tuple[Any, ...]:
+    return tuple(getattr(deal, name) for name in _MOVED)
+
+
+def _snapshot(deal: DealRow) -> tuple[Any, ...]:
     return (
         deal.total_messages,
         deal.unread_count,
@@ -193,10 +255,8 @@ async def _insert_keys(
     if not rows:
         return set()
     inserted = await session.execute(
-        insert(MessageKey)
-        .values(list(rows.values()))
-        .on_conflict_do_nothing()
-        .returning(MessageKey.deal_id, MessageKey.message_id)
+        insert(_KEY).on_conflict_do_nothing().returning(_KEY.c.deal_id, _KEY.c.message_id),
+        list(rows.values()),
     )
     return {(row.deal_id, row.message_id) for row in inserted}
 
@@ -299,7 +359,7 @@ async def _delete(session: AsyncSession, state: _Touched, message_id: str) -> No
         state.refresh_preview = True
 
 
-def _set_last(deal: Deal, event: MessageReceived | MessageEdited) -> None:
+def _set_last(deal: DealRow, event: MessageReceived | MessageEdited) -> None:
     deal.last_message_id = event.message_id
     deal.last_message_key = telegram_message_key(event.message_id)
     deal.last_message_at = event.message.date
@@ -330,7 +390,7 @@ async def _count_unread(session: AsyncSession, deal_id: uuid.UUID, horizon: str 
     return int(await session.scalar(statement) or 0)
 
 
-async def _refresh_preview(session: AsyncSession, deal: Deal, load: PreviewLoader) -> None:
+async def _refresh_preview(session: AsyncSession, deal: DealRow, load: PreviewLoader) -> None:
     """The newest message was deleted: the preview falls back to the newest one left."""
     row = (
         await session.execute(
