@@ -4,6 +4,8 @@ import asyncio
 import logging
 import signal
 
+import uvloop
+
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from realtime.server import running
@@ -29,7 +31,8 @@ def main() -> None:
     configure_logging("realtime", settings.log_level)
     # One line per connection from the library is noise at 10,000 connections.
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    asyncio.run(serve(settings))
+    # uvloop, as uvicorn picks for the other services: fan-out is mostly socket writes.
+    uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":
