@@ -135,3 +135,18 @@ async def purge_if_declared(url: str, names: Sequence[str]) -> dict[str, int]:
     finally:
         await connection.close()
     return purged
+
+
+async def queue_depth(url: str, name: str) -> int | None:
+    """Messages ready in a queue (None when it does not exist)."""
+    connection = await aio_pika.connect(url, timeout=10)
+    try:
+        chan = await connection.channel()
+        try:
+            queue = await chan.declare_queue(name, passive=True)
+        except ChannelNotFoundEntity:
+            return None
+        count = queue.declaration_result.message_count
+        return None if count is None else int(count)
+    finally:
+        await connection.close()

@@ -29,6 +29,8 @@ FIRST_OWNER = 760_000_001
 RATES = (100, 300, 500)
 BEYOND = (750, 1_000)  # tried in turn while every update still arrives
 DRAIN_SECONDS = 5.0
+WORKER_NICE = 10  # as deploy/Procfile runs the workers
+WORKER_QUEUE = "sync-worker.telegram.message.received"
 STALE_QUEUES = [
     f"{service}.{key}"
     for service in ("sync-worker", "avatar-worker")
@@ -69,10 +71,12 @@ async def _start_all(config: Config) -> tuple[list[Service], int, int]:
         config.service(
             "telegram-ingest", port=ports["ingest"], TELEGRAM_INGEST_PORT=str(ports["ingest"])
         ),
-        config.service("sync-worker", port=ports["worker"], SYNC_WORKER_PORT=str(ports["worker"])),
+        config.service(
+            "sync-worker", port=ports["worker"], SYNC_WORKER_PORT=str(ports["worker"])
+        ).niced(WORKER_NICE),
         config.service(
             "avatar-worker", port=ports["avatar"], AVATAR_WORKER_PORT=str(ports["avatar"])
-        ),
+        ).niced(WORKER_NICE),
         config.service("realtime", port=ports["realtime"], REALTIME_PORT=str(ports["realtime"])),
     ]
     started: list[Service] = []
@@ -131,6 +135,9 @@ async def run(config: Config) -> list[Row]:
                 )
                 steps[step_rate] = _outcome(
                     step, load, arrivals, await _drain(step, load, arrivals)
+                )
+                steps[step_rate]["sync_worker_backlog"] = await amqp.queue_depth(
+                    config.stack.rabbitmq_url, WORKER_QUEUE
                 )
     except NotMeasured as error:
         return [not_measured(NAME, WHAT, TARGET, str(error))]
@@ -239,4 +246,6 @@ def _figure(outcome: dict[str, Any]) -> str:
     )
     if outcome["rejected"]:
         figure += f"; {outcome['rejected']} answered non-2xx"
+    if outcome.get("sync_worker_backlog"):
+        figure += f"; sync-worker {outcome['sync_worker_backlog']:,} behind"
     return figure
