@@ -1,6 +1,7 @@
 """The deal list: keyset walks, filters, visibility of rows, input errors."""
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -151,6 +152,45 @@ async def test_deal_json_has_the_documented_shape(
     assert item["last_message"]["direction"] == "incoming"
     assert item["read_sync"] == {"status": "accepted", "reason": None}
     assert item["last_message_at"].endswith("Z")
+
+
+async def test_list_items_are_the_deal_detail_without_its_messages(
+    client: httpx.AsyncClient, seed: Any, auth: Callable[..., dict[str, str]], sessions: Any
+) -> None:
+    # The list writes its JSON itself; the detail goes through the `DealOut` model.
+    pictured = await seed.customer(avatar_url="https://example.com/a.jpg")
+    stored = await seed.customer(avatar_key="avatars/x.jpg", username=None)
+    blank = await seed.customer(avatar_key="", avatar_url="")
+    deals = [
+        await seed.deal(customer=pictured, read_sync_status="refused", read_sync_reason="gone"),
+        await seed.deal(customer=stored, read_up_to="7", unread_count=3, total_messages=9),
+        await seed.deal(customer=blank, at=datetime(2026, 1, 1, 1, 2, 3, 4000, tzinfo=UTC)),
+        await seed.deal(source="external", business_connection_id=None, chat_id=None),
+        await seed.deal(),
+        await seed.deal(last_message_at=None, last_message_id=None),
+    ]
+    previews = [
+        {"text": "x" * 250, "direction": "outgoing", "date": "2026-01-01T01:00:00.5+03:00"},
+        {"text": None, "date": None},
+        {},
+    ]
+    async with sessions() as session, session.begin():
+        for deal, preview in zip(deals, previews, strict=False):
+            await session.execute(
+                text("UPDATE deal SET last_message = :preview WHERE id = :id"),
+                {"preview": json.dumps(preview), "id": deal.id},
+            )
+        await session.execute(
+            text("UPDATE deal SET last_message = NULL WHERE id = :id"), {"id": deals[-1].id}
+        )
+
+    listed = (await client.get("/api/v1/deals/", headers=auth())).json()["results"]
+
+    assert len(listed) == len(deals)
+    for item in listed:
+        detail = (await client.get(f"/api/v1/deals/{item['id']}/", headers=auth())).json()
+        del detail["messages"], detail["messages_next"]
+        assert item == detail
 
 
 async def test_unsynced_deals_are_not_listed(

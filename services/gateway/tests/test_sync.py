@@ -12,10 +12,12 @@ from sqlalchemy import func, select, update
 from common.bus import make_broker
 from common.events import SyncStart
 from common.models import Outbox, SyncRetryChat, SyncRun
+from common.testing import TEST_JWT_SECRET
 from gateway import commands as gateway_commands
 from gateway.deps import Resources
 from gateway.problems import ProblemError
 from gateway.sync import outbox, runs
+from gateway.tokens import TokenVerifier
 
 pytestmark = pytest.mark.usefixtures("fresh")
 
@@ -182,7 +184,10 @@ async def test_start_with_the_broker_down_still_commits_and_the_relay_delivers_l
 ) -> None:
     # This broker never connects, so whatever arrives was published by the app's relay.
     down = make_broker(settings.rabbitmq_url.get_secret_value(), publish_timeout=1)
-    resources = Resources(settings, engine, sessions, dynamo_client, s3_test_client, down)
+    tokens = TokenVerifier(TEST_JWT_SECRET, max_hours=24)
+    resources = Resources(
+        settings, engine, sessions, dynamo_client, s3_test_client, down, tokens, engine
+    )
 
     started = await runs.start(resources, None, "900000001")
     published = await commands(1, timeout=10)

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import FastAPI
 from prometheus_client import Histogram
 from sqladmin import Admin
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,7 @@ from gateway.deals.routes import router as deals_router
 from gateway.deps import Resources
 from gateway.sync import outbox
 from gateway.sync.routes import router as sync_router
+from gateway.tokens import TokenVerifier
 
 REQUEST_SECONDS = Histogram(
     "chat_sync_gateway_request_seconds",
@@ -113,6 +115,16 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
         async with AsyncExitStack() as stack:
             engine = db.make_engine(settings)
             stack.push_async_callback(engine.dispose)
+            # The deals list reads through its own autocommit pool (see `deals.listing`).
+            reads = create_async_engine(
+                settings.sqlalchemy_url,
+                pool_size=settings.database_pool_size,
+                max_overflow=0,
+                pool_pre_ping=True,
+                isolation_level="AUTOCOMMIT",
+                json_deserializer=orjson.loads,
+            )
+            stack.push_async_callback(reads.dispose)
             admin_sessions.configure(bind=engine)
             dynamo_client = await stack.enter_async_context(dynamo.dynamodb_client(settings))
             s3_client = await stack.enter_async_context(s3.s3_client(settings))
@@ -130,6 +142,11 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
                 dynamo=dynamo_client,
                 s3=s3_client,
                 broker=broker,
+                tokens=TokenVerifier(
+                    settings.auth_jwt_secret.get_secret_value(),
+                    max_hours=settings.auth_max_token_hours,
+                ),
+                reads=reads,
             )
             relay = asyncio.create_task(
                 outbox.relay(

@@ -9,9 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from common.auth import InvalidTokenError, Principal, verify_token
+from common.auth import InvalidTokenError, Principal
 from common.settings import Settings
 from gateway.problems import ProblemError
+from gateway.tokens import TokenVerifier
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
@@ -29,6 +30,8 @@ class Resources:
     dynamo: DynamoDBClient
     s3: S3Client
     broker: RabbitBroker
+    tokens: TokenVerifier
+    reads: AsyncEngine  # autocommit, for single-statement reads (`deals.listing.reader`)
 
 
 async def get_resources(request: Request) -> Resources:
@@ -79,16 +82,12 @@ def _unauthorized(detail: str) -> ProblemError:
 
 async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    settings: SettingsDep,
+    resources: ResourcesDep,
 ) -> Principal:
     if credentials is None:
         raise _unauthorized("a Bearer token is required")
     try:
-        return verify_token(
-            credentials.credentials,
-            settings.auth_jwt_secret.get_secret_value(),
-            max_hours=settings.auth_max_token_hours,
-        )
+        return resources.tokens.verify(credentials.credentials)
     except InvalidTokenError:
         raise _unauthorized("the token is invalid, expired or lives too long") from None
 

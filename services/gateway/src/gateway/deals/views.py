@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import Request
 
 from common.models import Customer, Deal
-from gateway.deals.schemas import CustomerOut, DealOut, LastMessage, ReadSync
+from gateway.deals.schemas import CustomerOut, LastMessage, ReadSync
 
 
 def _str(value: object) -> str | None:
@@ -57,7 +57,3 @@ def deal_fields(request: Request, deal: Deal, customer: Customer | None) -> dict
         "created_at": deal.created_at,
         "updated_at": deal.updated_at,
     }
-
-
-def deal_out(request: Request, deal: Deal, customer: Customer | None) -> DealOut:
-    return DealOut(**deal_fields(request, deal, customer))
