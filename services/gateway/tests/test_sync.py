@@ -186,7 +186,7 @@ async def test_start_with_the_broker_down_still_commits_and_the_relay_delivers_l
     down = make_broker(settings.rabbitmq_url.get_secret_value(), publish_timeout=1)
     tokens = TokenVerifier(TEST_JWT_SECRET, max_hours=24)
     resources = Resources(
-        settings, engine, sessions, dynamo_client, s3_test_client, down, tokens, engine
+        settings, engine, sessions, dynamo_client, s3_test_client, down, tokens, reads=None
     )
 
     started = await runs.start(resources, None, "900000001")

@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import orjson
 import structlog
 from fastapi import FastAPI
 from prometheus_client import Histogram
 from sqladmin import Admin
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +25,7 @@ from common.settings import Settings, get_settings
 from gateway import customers, docs, problems
 from gateway.admin.auth import AdminAuth
 from gateway.admin.views import add_views
+from gateway.deals import listing
 from gateway.deals.routes import router as deals_router
 from gateway.deps import Resources
 from gateway.sync import outbox
@@ -115,16 +115,8 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
         async with AsyncExitStack() as stack:
             engine = db.make_engine(settings)
             stack.push_async_callback(engine.dispose)
-            # The deals list reads through its own autocommit pool (see `deals.listing`).
-            reads = create_async_engine(
-                settings.sqlalchemy_url,
-                pool_size=settings.database_pool_size,
-                max_overflow=0,
-                pool_pre_ping=True,
-                isolation_level="AUTOCOMMIT",
-                json_deserializer=orjson.loads,
-            )
-            stack.push_async_callback(reads.dispose)
+            reads = await listing.open_pool(settings)
+            stack.push_async_callback(reads.close)
             admin_sessions.configure(bind=engine)
             dynamo_client = await stack.enter_async_context(dynamo.dynamodb_client(settings))
             s3_client = await stack.enter_async_context(s3.s3_client(settings))

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.rabbit import RabbitBroker
@@ -31,7 +32,7 @@ class Resources:
     s3: S3Client
     broker: RabbitBroker
     tokens: TokenVerifier
-    reads: AsyncEngine  # autocommit, for single-statement reads (`deals.listing.reader`)
+    reads: asyncpg.Pool  # the deals list's own (`deals.listing.open_pool`)
 
 
 async def get_resources(request: Request) -> Resources:

@@ -67,7 +67,7 @@ async def list_deals(
     if cursor is not None:
         position = queries.Position.from_payload(decode_cursor(cursor), walk)
     # The connection is taken here rather than by a dependency: one fewer to solve per page.
-    async with listing.reader(resources.reads) as reader:
+    async with resources.reads.acquire() as reader:
         rows, more = await listing.list_page(reader, user, filters, limit, position)
 
     def at(index: int, direction: queries.Direction) -> str:
