@@ -6,7 +6,8 @@ committed, so the ack follows the commit. A failure goes through the retry tiers
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
-from faststream import AckPolicy, Context, StreamMessage
+from faststream import AckPolicy, StreamMessage
+from faststream._internal.context import Context as ContextField
 from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 from faststream.rabbit.subscriber import RabbitSubscriber
 
@@ -26,7 +27,20 @@ ROUTING_KEYS: Final = (
 )
 QUEUES: Final = [f"{SERVICE}.{key}" for key in ROUTING_KEYS]
 
-LiveBatcher = Annotated[Batcher, Context("batcher")]
+
+class _Resolved(ContextField):
+    """FastStream's `Context`, resolved on the event loop.
+
+    fast_depends runs a custom field's synchronous `use` in a worker thread: a thread hop
+    on every delivery, for a dictionary lookup.
+    """
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        resolved: dict[str, Any] = super().use(**kwargs)
+        return resolved
+
+
+LiveBatcher = Annotated[Batcher, _Resolved("batcher")]
 
 
 def _queue(routing_key: str) -> RabbitQueue:

@@ -12,6 +12,7 @@ any arrival order:
 - a delete seen first leaves a `tombstone` key, already deleted, that the late message fills in.
 """
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -99,7 +100,11 @@ class _Touched:
 
 
 def deal_id_of(event: ChatEvent) -> uuid.UUID:
-    return deal_id_for_telegram(event.business_connection_id, event.chat_id)
+    return _deal_id(event.business_connection_id, event.chat_id)
+
+
+# A batch asks for each deal's id several times; a UUIDv5 is a SHA-1 each time.
+_deal_id = functools.lru_cache(maxsize=65_536)(deal_id_for_telegram)
 
 
 def preview_of(message: TelegramMessage, owner_user_id: str) -> MessagePreview:
