@@ -276,6 +276,43 @@ async def test_poison_event_is_parked_without_holding_back_its_neighbours(
     )
 
 
+async def test_body_that_is_no_event_is_parked_at_once(worker_settings: Settings) -> None:
+    queue = "sync-worker.telegram.message.received"
+    await purge_queues(worker_settings.rabbitmq_url.get_secret_value(), consumers.QUEUES)
+    app = create_app(worker_settings)
+    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    await broker.connect()
+
+    async with LifespanManager(app):
+        await broker.publish(
+            b'{"type": "telegram.message.received", "message": {}}',
+            exchange=bus.EVENTS,
+            routing_key="telegram.message.received",
+            message_id="no-event",
+            content_type="application/json",
+            persist=True,
+        )
+        parked: list[aio_pika.abc.AbstractIncomingMessage] = []
+        connection = await aio_pika.connect(worker_settings.rabbitmq_url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.get_queue(bus.dead_queue_name(queue))
+            for _ in range(100):
+                message = await dead.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.1)
+                    continue
+                await message.ack()
+                if message.message_id == "no-event":
+                    parked.append(message)
+                    break
+    await broker.stop()
+
+    assert len(parked) == 1
+    assert parked[0].headers[bus.ATTEMPT_HEADER] == 1
+    assert str(parked[0].headers[bus.ERROR_HEADER]).startswith("ValidationError")
+
+
 async def test_production_start_with_a_well_known_password_is_refused(
     worker_settings: Settings, tmp_path: Path
 ) -> None:
