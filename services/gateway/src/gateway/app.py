@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import gc
 import re
 import time
 import uuid
@@ -22,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from common import db, dynamo, s3
 from common.bus import declare_topology, make_broker
 from common.health import Check, probe_routes
+from common.heap import freeze_startup_objects
 from common.settings import Settings, get_settings
 from gateway import customers, docs, problems
 from gateway.admin.auth import AdminAuth
@@ -151,10 +151,7 @@ def create_app(settings: Settings | None = None, *, relay_interval: float = 5.0)
                 name="outbox-relay",
             )
             stack.push_async_callback(_cancel, relay)
-            # What start-up built lives as long as the process: keep it out of the collector's
-            # full passes, which would otherwise walk ~170,000 objects in the middle of a request.
-            gc.collect()
-            gc.freeze()
+            freeze_startup_objects()
             yield {"resources": resources}
 
     app = FastAPI(

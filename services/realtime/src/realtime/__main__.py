@@ -6,6 +6,7 @@ import signal
 
 import uvloop
 
+from common.heap import freeze_startup_objects
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from realtime.server import running
@@ -19,6 +20,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with running(settings):
+            freeze_startup_objects()
             await stop.wait()
     finally:
         for signum in signals:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.health import Check, probe_routes
+from common.heap import freeze_startup_objects
 from common.settings import Settings
 from telegram_ingest import telegram
 from telegram_ingest.ingest import Ingest
@@ -68,6 +69,7 @@ def build_app(settings: Settings, *, polling: bool = False) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         async with open_ingest(settings) as ingest:
+            freeze_startup_objects()
             if polling:
                 async with polling_in_background(ingest):
                     yield {"ingest": ingest}
