@@ -34,6 +34,8 @@ def _serve(settings: Settings, *, polling: bool) -> None:
         lifespan="on",
         # A line per update costs a large share of throughput; rejections are in /metrics.
         access_log=settings.debug,
+        # Nothing here reads the client's address; skip rewriting it from proxy headers.
+        proxy_headers=False,
         # Uvicorn stops accepting on SIGTERM and lets requests in flight finish their confirm.
         timeout_graceful_shutdown=15,
     )
