@@ -4,15 +4,23 @@ a bare uvicorn app answering the same POST and raw aio-pika publishing with conf
 Load: genuine `business_message` updates with the secret header over 40 keep-alive connections
 (Telegram's default `max_connections`), as fast as answers come; then an open loop at half the
 achieved rate, whose p99 is the latency target.
+
+Every `telegram.message.received` lands in the queues the catalogue binds to it (the
+sync-worker's and the avatar worker's) and in this benchmark's sink, for the floor and the
+service alike: the queues are declared before the floor runs and emptied before each phase,
+so RabbitMQ does the same work per message in both.
 """
 
 import math
 import sys
 
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
 from bench import amqp, telegram
 from bench.harness import NotMeasured, Row, ms, not_measured, rate, ratio
 from bench.infra import Config, Service, free_port
 from bench.loadgen import BodySource, Load, closed_loop, open_loop
+from common import bus
 
 NAME = "ingest"
 WHAT = "webhook ingest"
@@ -21,6 +29,16 @@ CONNECTIONS = 40
 OWNER = 700_000_001
 CHATS = 50
 SINK = "bench.ingest.sink"
+ROUTING_KEY = "telegram.message.received"
+
+
+async def _catalogue_queues(chan: AbstractChannel) -> list[AbstractQueue]:
+    """The service queues the catalogue binds to the benchmark's routing key."""
+    return [
+        await amqp.consumer_queue(chan, consumer.service, consumer.routing_key)
+        for consumer in bus.CATALOGUE_CONSUMERS
+        if consumer.routing_key == ROUTING_KEY
+    ]
 
 
 def _bodies(updates: telegram.Updates, tag: str) -> BodySource:
@@ -40,6 +58,7 @@ async def run(config: Config) -> list[Row]:
 
     async with amqp.channel(config.stack.rabbitmq_url) as chan:
         sink = await amqp.sink(chan, SINK, ["telegram.#"])
+        queues = [sink, *await _catalogue_queues(chan)]
         try:
             # Floor 1: a bare uvicorn app answering the same POST.
             port = free_port()
@@ -77,17 +96,19 @@ async def run(config: Config) -> list[Row]:
             sample = telegram.business_message(1, OWNER, 500_000_000, 1, "floor")
             event_body = telegram.message_event(sample, OWNER).model_dump_json().encode()
             exchange = await amqp.events_exchange(chan)
+            await _purge(queues)
             confirmed, elapsed = await amqp.publish_window(
                 exchange,
                 lambda _i: event_body,
-                "telegram.message.received",
+                ROUTING_KEY,
                 count=count * 2,
                 seconds=seconds,
             )
             pika_rate = confirmed / elapsed if elapsed else math.nan
             data["aio_pika_confirms"] = {"published": confirmed, "rate_per_s": round(pika_rate, 1)}
             data["event_bytes"] = len(event_body)
-            await sink.purge()
+            data["queues"] = [queue.name for queue in queues]
+            await _purge(queues)
 
             # Chat Sync: telegram-ingest through its console script.
             port = free_port()
@@ -118,6 +139,7 @@ async def run(config: Config) -> list[Row]:
                     count=500,
                     seconds=5,
                 )
+                await _purge(queues)
                 full = await closed_loop(
                     url,
                     _bodies(updates, "max"),
@@ -126,7 +148,7 @@ async def run(config: Config) -> list[Row]:
                     count=count,
                     seconds=seconds,
                 )
-                await sink.purge()
+                await _purge(queues)
                 half_rate = max(full.rate / 2, 1.0)
                 half = await open_loop(
                     url,
@@ -142,9 +164,15 @@ async def run(config: Config) -> list[Row]:
             data["telegram_ingest_max"] = full.summary()
             data["telegram_ingest_half"] = {"rate_per_s": round(half_rate, 1), **half.summary()}
         finally:
+            await _purge(queues[1:])
             await sink.delete(if_unused=False, if_empty=False)
 
     return [_row(full, half, half_rate, bare_load, pika_rate, data)]
+
+
+async def _purge(queues: list[AbstractQueue]) -> None:
+    for queue in queues:
+        await queue.purge()
 
 
 def _row(

@@ -13,7 +13,9 @@ a fifth of it; the properties are the ones `common.bus` gives every other publis
 import asyncio
 import logging
 import time
+from typing import cast
 
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
@@ -110,7 +112,8 @@ class Publisher:
             # The outer bound also covers a channel that is waiting for a reconnect.
             async with asyncio.timeout(self.timeout):
                 # Waits while the robust channel reconnects; then the current AMQP channel.
-                channel = await self.channel.get_underlay_channel()
+                # (aiormq's abstract channel type does not declare `wait`; its channel does.)
+                channel = cast(aiormq.Channel, await self.channel.get_underlay_channel())
                 # `mandatory` + the channel's `on_return_raises`: unroutable is an error, and
                 # so is a negative confirm.
                 await channel.basic_publish(
@@ -120,6 +123,10 @@ class Publisher:
                     properties=bus.amqp_properties(event),
                     mandatory=True,
                     timeout=self.timeout,
+                    # Do not hold the channel's lock until the writer has flushed this frame:
+                    # that serialises every concurrent request behind one socket write each.
+                    # Frames still go out in delivery-tag order, and the confirm is awaited.
+                    wait=False,
                 )
         except Exception as error:
             log.warning(
