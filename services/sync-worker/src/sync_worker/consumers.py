@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from faststream import AckPolicy, StreamMessage
-from faststream._internal.context import Context as ContextField
 from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 from faststream.rabbit.subscriber import RabbitSubscriber
 
 from common.bus import EVENTS, consumer_queue
 from common.events import ConnectionUpdated, MessageEdited, MessageReceived, MessagesDeleted
 from sync_worker.batching import Batcher
+from sync_worker.context import LoopContext
 from sync_worker.parties import LiveEvent
 
 SERVICE: Final = "sync-worker"
@@ -28,19 +28,7 @@ ROUTING_KEYS: Final = (
 QUEUES: Final = [f"{SERVICE}.{key}" for key in ROUTING_KEYS]
 
 
-class _Resolved(ContextField):
-    """FastStream's `Context`, resolved on the event loop.
-
-    fast_depends runs a custom field's synchronous `use` in a worker thread: a thread hop
-    on every delivery, for a dictionary lookup.
-    """
-
-    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
-        resolved: dict[str, Any] = super().use(**kwargs)
-        return resolved
-
-
-LiveBatcher = Annotated[Batcher, _Resolved("batcher")]
+LiveBatcher = Annotated[Batcher, LoopContext("batcher")]
 
 
 def _queue(routing_key: str) -> RabbitQueue:

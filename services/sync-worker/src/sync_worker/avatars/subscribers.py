@@ -8,7 +8,7 @@ idempotent, so a repeat only redoes what is still due.
 from collections.abc import Awaitable
 from typing import Annotated, Final
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitRouter
 
 from common.bus import EVENTS, consumer_queue
@@ -16,6 +16,7 @@ from common.events import ConnectionUpdated, CustomerImported, MessageReceived
 from sync_worker.avatars.customers import refresh_external, refresh_telegram
 from sync_worker.avatars.media import copy_media
 from sync_worker.avatars.resources import Avatars
+from sync_worker.context import LoopContext
 
 SERVICE: Final = "avatar-worker"
 # Downloads are slow; a bounded prefetch leaves the rest to other avatar-worker processes.
@@ -28,7 +29,7 @@ QUEUES: Final = [
     queue.name for queue in (_message_received, _connection_updated, _customer_imported)
 ]
 
-AvatarsDep = Annotated[Avatars, Context("avatars")]
+AvatarsDep = Annotated[Avatars, LoopContext("avatars")]
 
 router = RabbitRouter()
 

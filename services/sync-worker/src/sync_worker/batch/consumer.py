@@ -8,12 +8,13 @@ continues the run, so an acknowledged command never strands its run.
 from typing import Annotated, Final
 
 import structlog
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.rabbit import RabbitRouter
 
 from common.bus import COMMANDS, consumer_queue
 from common.events import SyncStart
 from sync_worker.batch.runner import Runner
+from sync_worker.context import LoopContext
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +25,7 @@ router = RabbitRouter()
 _sync_start = consumer_queue(SERVICE, "sync.start")
 QUEUES: Final = [_sync_start.name]
 
-SyncRunner = Annotated[Runner, Context(RUNNER_CONTEXT)]
+SyncRunner = Annotated[Runner, LoopContext(RUNNER_CONTEXT)]
 
 
 @router.subscriber(_sync_start, COMMANDS, ack_policy=AckPolicy.NACK_ON_ERROR)

@@ -8,11 +8,12 @@ the whole deployment without a shared store, and replies to a chat leave in the 
 
 from typing import Annotated, Final
 
-from faststream import AckPolicy, Context
+from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 
 from common.bus import COMMANDS, consumer_queue
 from common.events import DealMarkRead, MessageSend
+from sync_worker.context import LoopContext
 from sync_worker.outbound.reading import mark_read
 from sync_worker.outbound.resources import Outbound
 from sync_worker.outbound.sending import send
@@ -31,7 +32,7 @@ MARK_READ_QUEUE = single_active(consumer_queue(SERVICE, "deal.mark_read"))
 MESSAGE_SEND_QUEUE = single_active(consumer_queue(SERVICE, "message.send"))
 QUEUES: Final = [MARK_READ_QUEUE.name, MESSAGE_SEND_QUEUE.name]
 
-OutboundDep = Annotated[Outbound, Context("outbound")]
+OutboundDep = Annotated[Outbound, LoopContext("outbound")]
 
 router = RabbitRouter()
 
