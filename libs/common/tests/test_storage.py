@@ -1,5 +1,7 @@
 import uuid
 
+from boto3.dynamodb.types import TypeSerializer
+
 from common.dynamo import (
     dynamodb_client,
     ensure_messages_table,
@@ -41,3 +43,23 @@ async def test_bucket_is_created_once_and_keeps_objects(settings: Settings) -> N
 
     assert body == b"\xff\xd8jpeg"
     assert stored["ContentType"] == "image/jpeg"
+
+
+def test_attributes_are_what_boto3_writes_for_the_values_chat_sync_stores() -> None:
+    item = {
+        "deal_id": "d1",
+        "n": 12,
+        "big": 2**62,
+        "neg": -3,
+        "flag": False,
+        "gone": None,
+        "media": {"kind": "photo", "size": 10, "missing": None, "tags": ["a", 1, True, None]},
+        "entities": [{"type": "bold", "offset": 0}],
+        "blob": b"\x00\x01",
+    }
+    serialize = TypeSerializer().serialize
+    expected = {key: serialize(value) for key, value in item.items() if value is not None}
+
+    assert to_attributes(item) == expected
+    plain = {key: value for key, value in item.items() if key != "blob" and value is not None}
+    assert from_attributes(to_attributes(plain)) == plain

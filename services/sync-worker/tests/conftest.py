@@ -1,4 +1,4 @@
-"""Fixtures shared by the worker's tests: store clients, fresh stores, the fake Bot API."""
+"""Shared fixtures of the worker's tests: stores, the fake Bot API, a publisher."""
 
 import json
 from collections.abc import AsyncIterator
@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from faststream.rabbit import RabbitBroker
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import bus
 from common.dynamo import dynamodb_client, ensure_messages_table
 from common.events import Event
 from common.s3 import ensure_bucket, s3_client
@@ -74,3 +76,12 @@ async def outbound(
 ) -> AsyncIterator[tuple[Outbound, list[Event]]]:
     async with fake_outbound(sessions, dynamo, settings.dynamodb_messages_table, bot) as pair:
         yield pair
+
+
+@pytest.fixture
+async def publisher(worker_settings: Settings) -> AsyncIterator[RabbitBroker]:
+    """A confirming publisher on the vhost of the module's `worker_settings`."""
+    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    await broker.connect()
+    yield broker
+    await broker.stop()

@@ -37,14 +37,6 @@ async def running_worker(worker_settings: Settings) -> AsyncIterator[None]:
         yield
 
 
-@pytest.fixture
-async def publisher(worker_settings: Settings) -> AsyncIterator[RabbitBroker]:
-    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
-    await broker.connect()
-    yield broker
-    await broker.stop()
-
-
 async def test_reply_command_is_consumed_by_the_worker(
     worker_settings: Settings, running_worker: None, publisher: RabbitBroker
 ) -> None:

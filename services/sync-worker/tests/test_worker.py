@@ -48,14 +48,6 @@ async def worker(worker_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def publisher(worker_settings: Settings) -> AsyncIterator[RabbitBroker]:
-    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
-    await broker.connect()
-    yield broker
-    await broker.stop()
-
-
-@pytest.fixture
 async def stores(
     worker_settings: Settings, sessions: Any, dynamo: Any, worker: httpx.AsyncClient
 ) -> Stores:
@@ -254,26 +246,13 @@ async def test_poison_event_is_parked_without_holding_back_its_neighbours(
             return deal is not None and deal.total_messages == 1
 
         await eventually(stored)
-        parked: list[aio_pika.abc.AbstractIncomingMessage] = []
-        connection = await aio_pika.connect(worker_settings.rabbitmq_url.get_secret_value())
-        async with connection:
-            channel = await connection.channel()
-            dead = await channel.get_queue(bus.dead_queue_name(queue))
-            for _ in range(100):
-                message = await dead.get(fail=False)
-                if message is not None:
-                    await message.ack()
-                    parked.append(message)
-                    break
-                await asyncio.sleep(0.1)
+        parked = await _parked(worker_settings, queue, str(poison.event_id))
     await broker.stop()
 
-    assert len(parked) == 1
-    assert parked[0].message_id == str(poison.event_id)
-    assert parked[0].headers[bus.ATTEMPT_HEADER] == 3
-    assert str(parked[0].headers[bus.ERROR_HEADER]).startswith(
-        "ValueError: message id out of range"
-    )
+    assert parked is not None
+    assert parked.message_id == str(poison.event_id)
+    assert parked.headers[bus.ATTEMPT_HEADER] == 3
+    assert str(parked.headers[bus.ERROR_HEADER]).startswith("ValueError: message id out of range")
 
 
 async def test_body_that_is_no_event_is_parked_at_once(worker_settings: Settings) -> None:
@@ -292,25 +271,31 @@ async def test_body_that_is_no_event_is_parked_at_once(worker_settings: Settings
             content_type="application/json",
             persist=True,
         )
-        parked: list[aio_pika.abc.AbstractIncomingMessage] = []
-        connection = await aio_pika.connect(worker_settings.rabbitmq_url.get_secret_value())
-        async with connection:
-            channel = await connection.channel()
-            dead = await channel.get_queue(bus.dead_queue_name(queue))
-            for _ in range(100):
-                message = await dead.get(fail=False)
-                if message is None:
-                    await asyncio.sleep(0.1)
-                    continue
-                await message.ack()
-                if message.message_id == "no-event":
-                    parked.append(message)
-                    break
+        parked = await _parked(worker_settings, queue, "no-event")
     await broker.stop()
 
-    assert len(parked) == 1
-    assert parked[0].headers[bus.ATTEMPT_HEADER] == 1
-    assert str(parked[0].headers[bus.ERROR_HEADER]).startswith("ValidationError")
+    assert parked is not None
+    assert parked.headers[bus.ATTEMPT_HEADER] == 1
+    assert str(parked.headers[bus.ERROR_HEADER]).startswith("ValidationError")
+
+
+async def _parked(
+    settings: Settings, queue: str, message_id: str
+) -> aio_pika.abc.AbstractIncomingMessage | None:
+    """The message `message_id` once it is in `queue`'s parked queue (others are taken off)."""
+    connection = await aio_pika.connect(settings.rabbitmq_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        dead = await channel.get_queue(bus.dead_queue_name(queue))
+        for _ in range(100):
+            message = await dead.get(fail=False)
+            if message is None:
+                await asyncio.sleep(0.1)
+                continue
+            await message.ack()
+            if message.message_id == message_id:
+                return message
+    return None
 
 
 async def test_production_start_with_a_well_known_password_is_refused(

@@ -37,8 +37,8 @@ COMMANDS: Final = RabbitExchange("chat_sync.commands", type=ExchangeType.TOPIC, 
 RETRY: Final = RabbitExchange("chat_sync.retry", type=ExchangeType.HEADERS, durable=True)
 DEAD: Final = RabbitExchange("chat_sync.dead", type=ExchangeType.DIRECT, durable=True)
 
-# Growing delays before a failed delivery is tried again; after the last one it is parked.
 PERSISTENT: Final = 2  # AMQP delivery mode: written to disk before the broker confirms
+# Growing delays before a failed delivery is tried again; after the last one it is parked.
 RETRY_DELAYS_SECONDS: Final = (1, 10, 60)
 ATTEMPT_HEADER: Final = "x-chat-sync-attempt"
 ERROR_HEADER: Final = "x-chat-sync-error"

@@ -33,7 +33,31 @@ _CLIENT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, max_poo
 
 
 def to_attributes(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in item.items() if value is not None}
+    """An item in DynamoDB's wire format; attributes that are None are left out.
+
+    The plain values Chat Sync stores are written directly: boto3's serializer turns every
+    integer into a Decimal and tries each type in turn, on every attribute of every write.
+    Anything else (bytes, sets) still goes through it.
+    """
+    return {key: _attribute(value) for key, value in item.items() if value is not None}
+
+
+def _attribute(value: Any) -> dict[str, Any]:
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int:
+        return {"N": str(value)}
+    if kind is dict:
+        return {"M": {key: _attribute(item) for key, item in value.items()}}
+    if kind is list:
+        return {"L": [_attribute(item) for item in value]}
+    if value is None:
+        return {"NULL": True}
+    serialized: dict[str, Any] = _serializer.serialize(value)
+    return serialized
 
 
 def from_attributes(attributes: Mapping[str, Any]) -> Item:
