@@ -4,13 +4,13 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 
-from common.testing import settings_for
+from common.testing import settings_for, settled_readiness
 from gateway.app import create_app
 
 
 async def test_healthz_readyz_and_metrics_answer(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
-    ready = await client.get("/readyz/")
+    ready = await settled_readiness(client)
     metrics = await client.get("/metrics")
 
     assert health.status_code == 200

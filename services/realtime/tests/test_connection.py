@@ -6,7 +6,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from common.auth import issue_token
-from common.testing import Infrastructure, settings_for
+from common.testing import Infrastructure, settings_for, settled_readiness
 from realtime.server import running
 from realtime.testing import Stack, close_code, message_received, receive, text_of, token_for
 
@@ -100,12 +100,12 @@ async def test_probes_answer_with_and_without_slash(stack: Stack) -> None:
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{realtime.port}") as http:
         healthz = await http.get("/healthz")
-        readyz = await http.get("/readyz/")
+        readyz = await settled_readiness(http)
         metrics = await http.get("/metrics")
         unknown = await http.get("/nowhere")
 
     assert healthz.json() == {"status": "ok"}
-    assert readyz.status_code == 200
+    assert readyz.status_code == 200, readyz.text
     assert "realtime_connections" in metrics.text
     assert unknown.status_code == 404
 

@@ -19,7 +19,7 @@ from common.events import DealUpdated, MessageReceived
 from common.ids import deal_id_for_telegram
 from common.models import BusinessConnection
 from common.settings import Settings
-from common.testing import Infrastructure, settings_for
+from common.testing import Infrastructure, settings_for, settled_readiness
 from sync_worker import consumers, live
 from sync_worker.app import create_app
 from sync_worker.live import Stores
@@ -118,7 +118,7 @@ async def test_sample_stream_through_the_broker_is_stored_and_announced(
 async def test_probes_answer_while_the_worker_runs(worker: httpx.AsyncClient) -> None:
 
     healthz = await worker.get("/healthz")
-    readyz = await worker.get("/readyz/")
+    readyz = await settled_readiness(worker)
     metrics = await worker.get("/metrics")
 
     assert healthz.status_code == 200
