@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -284,14 +284,17 @@ def script(name: str, *args: str) -> list[str]:
     profile_dir = os.environ.get("BENCH_PROFILE")
     if profile_dir and name in _MODULES:
         tag = os.environ.get("BENCH_CURRENT", "run")
-        report = str(Path(profile_dir) / f"{tag}-{name}.txt")
+        # `pyisession` keeps the whole session for `pyinstrument --load` with other options.
+        renderer = os.environ.get("BENCH_PROFILE_RENDERER", "text")
+        suffix = {"text": "txt", "pyisession": "pyisession"}.get(renderer, renderer)
+        report = str(Path(profile_dir) / f"{tag}-{name}.{suffix}")
         return [
             "uv",
             "run",
             "--frozen",
             "pyinstrument",
             "-r",
-            "text",
+            renderer,
             "-o",
             report,
             "-m",
@@ -331,3 +334,21 @@ class Config:
         """A service on `port` (its *_PORT setting), with the fake Bot API."""
         environment = self.stack.env(TELEGRAM_API_URL=self.bot_api_url, **env)
         return Service(name, script(name, *args), environment, port=port, logs=self.stack.logs)
+
+
+async def scrape_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
+    """The service's `/metrics` samples whose name is one of `names` (summed over labels)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://{LOOPBACK}:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        name = sample.split("{", 1)[0]
+        if name in names:
+            found[name] = found.get(name, 0.0) + float(value)
+    return found

@@ -34,7 +34,7 @@ from bench.harness import (
     ratio,
     wait_until,
 )
-from bench.infra import Config, free_port
+from bench.infra import Config, free_port, scrape_metrics
 from common.dynamo import dynamodb_client, to_attributes
 from common.events import DealUpdated, MessageReceived
 from common.ids import customer_id_for_telegram, deal_id_for_telegram, telegram_message_key
@@ -90,7 +90,9 @@ async def run(config: Config) -> list[Row]:
             achieved, complete = await _drain_rate(config, connection, count, data)
             await sink.purge()
             half_rate = max(achieved / 2, 1.0)
+            before = await scrape_metrics(port, BATCH_METRICS)
             lags = await _lag(exchange, sink, f"half{tag}", half_rate, half_seconds, data)
+            data["lag"]["batches"] = _batches(before, await scrape_metrics(port, BATCH_METRICS))
         finally:
             await worker.stop()
             await sink.delete(if_unused=False, if_empty=False)
@@ -139,6 +141,26 @@ async def _drain_rate(
     achieved = (stored - first[1]) / elapsed if elapsed > 0 else float("nan")
     data["worker"] = {"stored": stored, "seconds": round(elapsed, 2), "rate": round(achieved, 1)}
     return achieved, stored >= count
+
+
+BATCH_METRICS = (
+    "sync_worker_live_batch_size_sum",
+    "sync_worker_live_batch_size_count",
+    "sync_worker_live_batch_seconds_sum",
+)
+
+
+def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The worker's group commits during the lag phase: how many, how big, how long."""
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in BATCH_METRICS}
+    count = delta["sync_worker_live_batch_size_count"]
+    return {
+        "count": count,
+        "mean_size": round(delta["sync_worker_live_batch_size_sum"] / count, 1) if count else 0,
+        "mean_ms": round(delta["sync_worker_live_batch_seconds_sum"] / count * 1000, 1)
+        if count
+        else 0,
+    }
 
 
 async def _lag(
