@@ -19,7 +19,16 @@ import aiohttp
 import asyncpg
 
 from bench import seed_deals
-from bench.harness import Budget, NotMeasured, Row, ms, not_measured, percentile, ratio
+from bench.harness import (
+    Budget,
+    NotMeasured,
+    Row,
+    ms,
+    not_measured,
+    percentile,
+    quiet_gc,
+    ratio,
+)
 from bench.infra import JWT_SECRET, Config, free_port
 from common.auth import issue_token
 
@@ -145,13 +154,15 @@ async def run(config: Config) -> list[Row]:
             for params in pages.values():
                 await _check_page(http, url, params)
             await _client(http, url, pages, Budget(30, 10))
-            single = await _client(http, url, pages, Budget(requests, 120))
-            runs = await asyncio.gather(
-                *(
-                    _client(http, url, pages, Budget(requests // 4, 120), first=index)
-                    for index in range(8)
+            with quiet_gc():
+                single = await _client(http, url, pages, Budget(requests, 120))
+            with quiet_gc():
+                runs = await asyncio.gather(
+                    *(
+                        _client(http, url, pages, Budget(requests // 4, 120), first=index)
+                        for index in range(8)
+                    )
                 )
-            )
             eight = {depth: [value for run in runs for value in run[depth]] for depth in depths}
     finally:
         await gateway.stop()

@@ -14,7 +14,16 @@ import time
 from typing import Any
 
 from bench import amqp, telegram
-from bench.harness import NotMeasured, Row, ms, not_measured, percentile, rate, wait_until
+from bench.harness import (
+    NotMeasured,
+    Row,
+    ms,
+    not_measured,
+    percentile,
+    quiet_gc,
+    rate,
+    wait_until,
+)
 from bench.infra import JWT_SECRET, Config, Service, free_port
 from bench.loadgen import Load, closed_loop, open_loop, session
 from bench.wsclients import Listeners
@@ -130,12 +139,13 @@ async def run(config: Config) -> list[Row]:
                     chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
                     return updates.message(owner, chat, f"e2e-{step}-{index}-")
 
-                load = await open_loop(
-                    webhook, body, telegram.HEADERS, rate=step_rate, seconds=seconds, client=http
-                )
-                steps[step_rate] = _outcome(
-                    step, load, arrivals, await _drain(step, load, arrivals)
-                )
+                with quiet_gc():  # until the last frame of the step is in
+                    load = await open_loop(
+                        webhook, body, telegram.HEADERS, rate=step_rate, seconds=seconds,
+                        client=http,
+                    )  # fmt: skip
+                    ended = await _drain(step, load, arrivals)
+                steps[step_rate] = _outcome(step, load, arrivals, ended)
                 steps[step_rate]["sync_worker_backlog"] = await amqp.queue_depth(
                     config.stack.rabbitmq_url, WORKER_QUEUE
                 )

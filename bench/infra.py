@@ -338,17 +338,34 @@ class Config:
 
 async def scrape_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
     """The service's `/metrics` samples whose name is one of `names` (summed over labels)."""
+    found: dict[str, float] = {}
+    for sample, value in await _samples(port):
+        name = sample.split("{", 1)[0]
+        if name in names:
+            found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+async def scrape_buckets(port: int, histogram: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts by upper bound (`le`), summed over labels."""
+    found: dict[str, float] = {}
+    prefix = f"{histogram}_bucket{{"
+    for sample, value in await _samples(port):
+        if sample.startswith(prefix):
+            bound = sample.split('le="', 1)[1].split('"', 1)[0]
+            found[bound] = found.get(bound, 0.0) + float(value)
+    return found
+
+
+async def _samples(port: int) -> list[tuple[str, str]]:
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"http://{LOOPBACK}:{port}/metrics") as response,
     ):
         text = await response.text()
-    found: dict[str, float] = {}
+    samples: list[tuple[str, str]] = []
     for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        sample, _, value = line.rpartition(" ")
-        name = sample.split("{", 1)[0]
-        if name in names:
-            found[name] = found.get(name, 0.0) + float(value)
-    return found
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            samples.append((sample, value))
+    return samples

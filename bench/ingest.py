@@ -18,7 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from bench import amqp, telegram
 from bench.harness import NotMeasured, Row, ms, not_measured, rate, ratio
-from bench.infra import Config, Service, free_port
+from bench.infra import Config, Service, free_port, scrape_buckets
 from bench.loadgen import BodySource, Load, closed_loop, open_loop
 from common import bus
 
@@ -150,12 +150,16 @@ async def run(config: Config) -> list[Row]:
                 )
                 await _purge(queues)
                 half_rate = max(full.rate / 2, 1.0)
+                before = await scrape_buckets(port, CONFIRMS)
                 half = await open_loop(
                     url,
                     _bodies(updates, "half"),
                     telegram.HEADERS,
                     rate=half_rate,
                     seconds=half_seconds,
+                )
+                data["confirms_half"] = _confirm_shares(
+                    before, await scrape_buckets(port, CONFIRMS)
                 )
             except NotMeasured as error:
                 return [not_measured(NAME, WHAT, TARGET, str(error))]
@@ -168,6 +172,22 @@ async def run(config: Config) -> list[Row]:
             await sink.delete(if_unused=False, if_empty=False)
 
     return [_row(full, half, half_rate, bare_load, pika_rate, data)]
+
+
+CONFIRMS = "telegram_ingest_publish_confirm_seconds"
+
+
+def _confirm_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Of the half-rate phase's publishes, the share RabbitMQ confirmed within each bound:
+    how much of the webhook's tail is the broker's."""
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    if not total:
+        return {}
+    return {
+        f"within_{bound}_s": round((after[bound] - before.get(bound, 0.0)) / total, 4)
+        for bound in ("0.005", "0.01", "0.025", "0.05", "0.1")
+        if bound in after
+    }
 
 
 async def _purge(queues: list[AbstractQueue]) -> None:

@@ -1,5 +1,7 @@
 """HTTP load: closed loop (N connections as fast as answers come) and open loop (a fixed rate,
 latency measured from the scheduled send time, so a stall is not hidden by sending less).
+Both run with this process's garbage collector paused (`harness.quiet_gc`), so the
+generator's own pauses are not counted as the service's latency.
 """
 
 import asyncio
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.harness import percentile
+from bench.harness import percentile, quiet_gc
 
 BodySource = Callable[[int], bytes]
 
@@ -94,9 +96,10 @@ async def closed_loop(
             await _post(client, url, bodies(index), headers, load, started)
 
     async with session(connections) as client:
-        begin = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-        load.elapsed = time.perf_counter() - begin
+        with quiet_gc():
+            begin = time.perf_counter()
+            await asyncio.gather(*(worker(client) for _ in range(connections)))
+            load.elapsed = time.perf_counter() - begin
     return load
 
 
@@ -117,18 +120,19 @@ async def open_loop(
     http = client or session(connections)
     tasks: list[asyncio.Task[None]] = []
     try:
-        begin = time.perf_counter()
-        for index in range(total):
-            scheduled = begin + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            load.sent_at[index] = scheduled
-            payload = bodies(index)
-            post = _post(http, url, payload, headers, load, scheduled, index)
-            tasks.append(asyncio.create_task(post))
-        await asyncio.gather(*tasks)
-        load.elapsed = max(time.perf_counter() - begin, total / rate)
+        with quiet_gc():
+            begin = time.perf_counter()
+            for index in range(total):
+                scheduled = begin + index / rate
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                load.sent_at[index] = scheduled
+                payload = bodies(index)
+                post = _post(http, url, payload, headers, load, scheduled, index)
+                tasks.append(asyncio.create_task(post))
+            await asyncio.gather(*tasks)
+            load.elapsed = max(time.perf_counter() - begin, total / rate)
     finally:
         if own:
             await http.close()
