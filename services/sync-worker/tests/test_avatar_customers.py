@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from common.dynamo import dynamodb_client
 from common.events import CustomerImported, CustomerUpdated, Event, utcnow
@@ -144,6 +144,7 @@ async def test_no_photo_is_not_refetched_within_the_ttl_but_is_after_it(
             .where(Customer.id == customer_id_for_telegram(user_id))
             .values(avatar_checked_at=Customer.avatar_checked_at - timedelta(hours=25))
         )
+    worker.settled.forget(customer_id_for_telegram(user_id))  # 25 hours would have expired it
     bot.set_photo(user_id, bot.add_file(f"late-{user_id}", f"L{user_id}", JPEG))
 
     await refresh_telegram(worker, user_id, ["111111111"])
@@ -153,6 +154,28 @@ async def test_no_photo_is_not_refetched_within_the_ttl_but_is_after_it(
     customer = await _customer(sessions, customer_id_for_telegram(user_id))
     assert customer.avatar_file_unique_id == f"L{user_id}"
     assert [type(event) for event in published] == [CustomerUpdated]
+
+
+async def test_a_check_this_worker_finished_answers_the_next_event_without_postgresql(
+    avatars: tuple[Avatars, list[Event]], bot: FakeBotApi, engine: AsyncEngine
+) -> None:
+    worker, _ = avatars
+    user_id = _user_id()
+    bot.set_photo(user_id, None)
+    await refresh_telegram(worker, user_id, ["111111111"])
+    statements: list[str] = []
+
+    def record(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await refresh_telegram(worker, user_id, ["111111111"])
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+    assert statements == []
+    assert len(bot.calls_to("getUserProfilePhotos")) == 1
 
 
 async def test_unchanged_photo_after_the_ttl_is_not_uploaded_again(
@@ -170,6 +193,7 @@ async def test_unchanged_photo_after_the_ttl_is_not_uploaded_again(
             .where(Customer.id == customer_id_for_telegram(user_id))
             .values(avatar_checked_at=Customer.avatar_checked_at - timedelta(hours=25))
         )
+    worker.settled.forget(customer_id_for_telegram(user_id))  # 25 hours would have expired it
 
     await refresh_telegram(worker, user_id, ["111111111"])
 

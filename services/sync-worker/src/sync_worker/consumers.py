@@ -4,14 +4,14 @@ committed, so the ack follows the commit. A failure goes through the retry tiers
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from faststream import AckPolicy, StreamMessage
 from faststream.rabbit import Channel, RabbitQueue, RabbitRouter
 from faststream.rabbit.subscriber import RabbitSubscriber
 
 from common.bus import EVENTS, consumer_queue
-from common.events import ConnectionUpdated, MessageEdited, MessageReceived, MessagesDeleted
+from common.events import ConnectionUpdated, Event, MessageEdited, MessageReceived, MessagesDeleted
 from sync_worker.batching import Batcher
 from sync_worker.context import LoopContext
 from sync_worker.parties import LiveEvent
@@ -29,13 +29,14 @@ QUEUES: Final = [f"{SERVICE}.{key}" for key in ROUTING_KEYS]
 
 
 LiveBatcher = Annotated[Batcher, LoopContext("batcher")]
+E = TypeVar("E", bound=Event)
 
 
 def _queue(routing_key: str) -> RabbitQueue:
     return consumer_queue(SERVICE, routing_key)
 
 
-def _decoder(model: type[LiveEvent]) -> Callable[[StreamMessage[Any]], Awaitable[LiveEvent]]:
+def json_decoder(model: type[E]) -> Callable[[StreamMessage[Any]], Awaitable[E]]:
     """Validate the body straight from JSON into the event, once.
 
     FastStream's own decoder builds a dict first, which the handler's model then validates
@@ -43,7 +44,7 @@ def _decoder(model: type[LiveEvent]) -> Callable[[StreamMessage[Any]], Awaitable
     `ValidationError`, which the retry middleware parks at once.
     """
 
-    async def decode(message: StreamMessage[Any]) -> LiveEvent:
+    async def decode(message: StreamMessage[Any]) -> E:
         return model.model_validate_json(message.body)
 
     return decode
@@ -60,7 +61,7 @@ def create_router() -> RabbitRouter:
             EVENTS,
             channel=channel,
             ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_decoder(model),
+            decoder=json_decoder(model),
         )
 
     @subscribe("telegram.connection.updated", ConnectionUpdated)

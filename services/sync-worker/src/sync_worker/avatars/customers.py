@@ -132,6 +132,8 @@ async def _claim(
     avatars: Avatars, customer_id: uuid.UUID, *, create_for: str | None = None
 ) -> dict[str, Any] | None:
     """Take the check if it is due: the avatar fields as they were, or None."""
+    if avatars.settled.fresh(customer_id):
+        return None
     async with transaction(avatars.sessions) as session:
         # Most events find the check fresh: a plain read answers them without a lock.
         checked = (
@@ -140,6 +142,7 @@ async def _claim(
             )
         ).one_or_none()
         if checked is not None and _fresh(checked.avatar_checked_at, avatars):
+            avatars.settled.read(customer_id, checked.avatar_checked_at)
             return None
         if checked is None and create_for is not None:
             # The live writer may not have created the customer yet; it fills in the names.
@@ -164,6 +167,7 @@ async def _claim(
 async def _release(avatars: Avatars, customer_id: uuid.UUID, claim: dict[str, Any]) -> None:
     """A transient failure: the check is due again, so a redelivery can do it."""
     checked: datetime | None = claim["avatar_checked_at"]
+    avatars.settled.forget(customer_id)
     async with transaction(avatars.sessions) as session:
         await session.execute(
             update(Customer).where(Customer.id == customer_id).values(avatar_checked_at=checked)
@@ -194,6 +198,7 @@ async def _record(
                 .returning(Customer.external_id, Customer.name, Customer.username)
             )
         ).one_or_none()
+    avatars.settled.finished(customer_id)
     if key != claim["avatar_key"]:
         await avatars.publish(
             CustomerUpdated(
@@ -214,6 +219,7 @@ async def _record_error(avatars: Avatars, customer_id: uuid.UUID, reason: str) -
             .where(Customer.id == customer_id)
             .values(avatar_error=reason[:1000], avatar_checked_at=func.now())
         )
+    avatars.settled.finished(customer_id)
 
 
 def _fresh(checked_at: datetime | None, avatars: Avatars) -> bool:

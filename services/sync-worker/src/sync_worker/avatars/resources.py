@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.bus import publish_event
 from common.settings import Settings
+from sync_worker.avatars.settled import SettledChecks
 from sync_worker.outbound.botapi import BotApi, RetryPolicy
 from sync_worker.outbound.limits import Pace
 from sync_worker.outbound.resources import Publish
@@ -41,6 +42,10 @@ class Avatars:
     allowlist: frozenset[str]
     url_timeout: float = 10.0
     max_avatar_bytes: int = 5 * 1024 * 1024
+    settled: SettledChecks = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settled", SettledChecks(self.refresh))
 
 
 @asynccontextmanager

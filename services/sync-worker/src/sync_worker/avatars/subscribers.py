@@ -16,6 +16,7 @@ from common.events import ConnectionUpdated, CustomerImported, MessageReceived
 from sync_worker.avatars.customers import refresh_external, refresh_telegram
 from sync_worker.avatars.media import copy_media
 from sync_worker.avatars.resources import Avatars
+from sync_worker.consumers import json_decoder
 from sync_worker.context import LoopContext
 
 SERVICE: Final = "avatar-worker"
@@ -34,7 +35,13 @@ AvatarsDep = Annotated[Avatars, LoopContext("avatars")]
 router = RabbitRouter()
 
 
-@router.subscriber(_message_received, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
+@router.subscriber(
+    _message_received,
+    EVENTS,
+    channel=_channel,
+    ack_policy=AckPolicy.NACK_ON_ERROR,
+    decoder=json_decoder(MessageReceived),
+)
 async def on_message_received(event: MessageReceived, avatars: AvatarsDep) -> None:
     jobs: list[Awaitable[None]] = [copy_media(avatars, event)]
     if event.message.chat.type == "private":
