@@ -13,6 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity
 
+from bench.harness import quiet_gc
 from common import bus
 from common.events import Event
 
@@ -94,6 +95,30 @@ async def publish_window(
         tasks.append(asyncio.create_task(one(index)))
     await asyncio.gather(*tasks, return_exceptions=True)
     return confirmed, time.perf_counter() - begin
+
+
+async def publish_open_loop(
+    exchange: AbstractExchange, body: bytes, routing_key: str, *, rate: float, seconds: float
+) -> list[float]:
+    """Persistent publishes at a fixed rate, each awaiting its confirm; seconds per publish,
+    counted from its scheduled time (the open loop the webhook's latency is measured with)."""
+    latencies: list[float] = []
+
+    async def one(scheduled: float) -> None:
+        await exchange.publish(message(body, routing_key), routing_key, timeout=10)
+        latencies.append(time.perf_counter() - scheduled)
+
+    tasks: list[asyncio.Task[None]] = []
+    with quiet_gc():
+        begin = time.perf_counter()
+        for index in range(max(1, int(rate * seconds))):
+            scheduled = begin + index / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    return latencies
 
 
 async def publish_events(exchange: AbstractExchange, events: Sequence[Event]) -> None:

@@ -19,7 +19,7 @@ import aiohttp
 import asyncpg
 
 from bench.harness import LOOPBACK, REPO_ROOT, NotMeasured, python_pid
-from common import testing
+from common import broker_policy, testing
 from common.dynamo import dynamodb_client, ensure_messages_table
 from common.migrate import alembic_config
 from common.s3 import ensure_bucket, s3_client
@@ -123,6 +123,8 @@ def provisioned() -> Iterator[Stack]:
         testing._delete_vhost(amqp_url, vhost)
         testing._create_vhost(amqp_url, vhost)
         stack.callback(testing._delete_vhost, amqp_url, vhost)
+        vhost_url = testing._with_path(amqp_url, "/" + quote(vhost, safe=""))
+        broker_policy.apply_on_this_machine(vhost_url)  # as `make run` and compose run it
 
         dynamodb_url = testing._start_node_server(
             stack,
@@ -142,7 +144,7 @@ def provisioned() -> Iterator[Stack]:
         result = Stack(
             admin_url=admin_url,
             postgres_url=postgres_url,
-            rabbitmq_url=testing._with_path(amqp_url, "/" + quote(vhost, safe="")),
+            rabbitmq_url=vhost_url,
             dynamodb_url=dynamodb_url,
             s3_url=s3_url,
             logs=logs,

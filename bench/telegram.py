@@ -4,6 +4,7 @@ small fake Bot API on loopback, so no benchmark ever reaches api.telegram.org.
 
 import itertools
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,8 +21,8 @@ HEADERS = {"Content-Type": "application/json", SECRET_HEADER: WEBHOOK_SECRET}
 BASE_DATE = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 
-def connection_id(owner: int) -> str:
-    return f"BenchConn{owner}-business-connection"
+def connection_id(owner: int, run: str = "0") -> str:
+    return f"BenchConn{owner}-{run}-business-connection"
 
 
 def owner_user(owner: int) -> dict[str, Any]:
@@ -35,11 +36,13 @@ def owner_user(owner: int) -> dict[str, Any]:
     }
 
 
-def business_connection(update_id: int, owner: int) -> dict[str, Any]:
+def business_connection(
+    update_id: int, owner: int, *, connection: str | None = None
+) -> dict[str, Any]:
     return {
         "update_id": update_id,
         "business_connection": {
-            "id": connection_id(owner),
+            "id": connection or connection_id(owner),
             "user": owner_user(owner),
             "user_chat_id": owner,
             "date": BASE_DATE,
@@ -96,24 +99,32 @@ def body(update: dict[str, Any]) -> bytes:
 
 
 class Updates:
-    """Unique update ids and per-chat increasing message ids, for one run."""
+    """Unique update ids and per-chat increasing message ids, for one run.
+
+    Each run has business connections of its own: the benchmark database is kept between
+    runs, and a message id of a connection and chat seen before is (rightly) a duplicate to
+    the sync-worker, which would then measure its duplicate path instead of new messages.
+    """
 
     def __init__(self, start: int = 100_000_000) -> None:
         self._update_ids = itertools.count(start)
         self._message_ids: dict[tuple[int, int], int] = {}
+        self.run = uuid.uuid4().hex[:8]
 
     def next_id(self) -> int:
         return next(self._update_ids)
 
     def connection(self, owner: int) -> bytes:
-        return body(business_connection(next(self._update_ids), owner))
+        connection = connection_id(owner, self.run)
+        return body(business_connection(next(self._update_ids), owner, connection=connection))
 
     def message(self, owner: int, chat_id: int, text: str) -> bytes:
         key = (owner, chat_id)
         self._message_ids[key] = self._message_ids.get(key, 0) + 1
         update = business_message(
-            next(self._update_ids), owner, chat_id, self._message_ids[key], text
-        )
+            next(self._update_ids), owner, chat_id, self._message_ids[key], text,
+            connection=connection_id(owner, self.run),
+        )  # fmt: skip
         return body(update)
 
 
@@ -128,7 +139,7 @@ async def fake_bot_api() -> AsyncIterator[str]:
             data = await request.post()
             raw_id = str(data.get("business_connection_id", "BenchConn1-x"))
             owner = int(raw_id.removeprefix("BenchConn").split("-", 1)[0] or 1)
-            result = business_connection(0, owner)["business_connection"]
+            result = business_connection(0, owner, connection=raw_id)["business_connection"]
         elif method == "getUserProfilePhotos":
             result = {"total_count": 0, "photos": []}
         return web.json_response({"ok": True, "result": result})

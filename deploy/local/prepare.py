@@ -1,15 +1,18 @@
-"""Prepare the local stores for `make run`: database, migrations, table, bucket, topology.
+"""Prepare the local stores for `make run`: database, migrations, table, bucket, topology and
+the RabbitMQ queue policy.
 
 Idempotent; reads the same settings (and .env) as the services.
 """
 
 import asyncio
+import subprocess
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 from alembic import command
 
-from common import bus
+from common import broker_policy, bus
 from common.dynamo import dynamodb_client, ensure_messages_table
 from common.migrate import alembic_config
 from common.s3 import ensure_bucket, s3_client
@@ -53,6 +56,10 @@ def main() -> None:
     command.upgrade(alembic_config(settings.sqlalchemy_url), "head")
     asyncio.run(ensure_aws(settings))
     asyncio.run(ensure_exchanges(settings))
+    try:
+        broker_policy.apply_on_this_machine(settings.rabbitmq_url.get_secret_value())
+    except (httpx.HTTPError, OSError, subprocess.CalledProcessError) as error:
+        print(f"RabbitMQ queue policy not set: {type(error).__name__}")
     print("database migrated; table, bucket and exchanges ready")
 
 
