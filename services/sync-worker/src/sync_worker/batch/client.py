@@ -1,5 +1,9 @@
 """The external chat API client (contract: docs/external-chat-api.yaml).
 
+On aiohttp: a run makes a few calls per chat, and httpx spent about 0.7 ms of CPU per call
+where aiohttp spends under 0.1 ms (GETs to a local server, 3,000 each), which made the
+client a fifth of a run's CPU.
+
 Transient failures (5xx, connection errors, timeouts) are retried with exponential backoff and
 full jitter; a 429 waits for its `Retry-After`. When the attempts run out the call raises
 `UpstreamUnavailable`; 401/403 raise `UpstreamAuthError` at once, since retrying a wrong token
@@ -7,14 +11,16 @@ only hammers the upstream. A semaphore bounds the calls in flight.
 """
 
 import asyncio
+import json
 import random
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-import httpx
+import aiohttp
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -94,23 +100,27 @@ class ExternalApi:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         concurrency: int = 8,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        headers = {"Accept": "application/json"}
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json"}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-        )
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
+        self._http: aiohttp.ClientSession | None = None
+        self._proxy = _proxy_for(self._base_url)
         self._retry = retry or RetryPolicy()
         self._slots = asyncio.Semaphore(concurrency)
         self.calls = 0
 
+    def _session(self) -> aiohttp.ClientSession:
+        """Opened on the first call: aiohttp binds a session to the running loop."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+        return self._http
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -131,11 +141,11 @@ class ExternalApi:
     async def _get(self, model: type[M], path: str, params: Mapping[str, str]) -> M:
         response = await self._call(path, params)
         try:
-            return model.model_validate(response.json())
-        except (ValidationError, ValueError) as error:
+            return model.model_validate_json(response.body)
+        except ValidationError as error:
             raise UpstreamError(f"GET {path}: malformed response: {error}") from error
 
-    async def _call(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+    async def _call(self, path: str, params: Mapping[str, str]) -> "_Response":
         policy = self._retry
         problem = "no attempt made"
         for attempt in range(policy.attempts):
@@ -143,11 +153,11 @@ class ExternalApi:
             try:
                 async with self._slots:
                     self.calls += 1
-                    response = await self._http.get(path, params=params)
-            except httpx.TransportError as error:
+                    response = await self._fetch(path, params)
+            except (aiohttp.ClientError, TimeoutError) as error:
                 problem = f"{type(error).__name__}: {error}".rstrip(": ")
             else:
-                status = response.status_code
+                status = response.status
                 if status < 400:
                     UPSTREAM_CALLS.labels(outcome="ok").inc()
                     return response
@@ -180,6 +190,32 @@ class ExternalApi:
             f"(last: {problem})"
         )
 
+    async def _fetch(self, path: str, params: Mapping[str, str]) -> "_Response":
+        url = self._base_url + path
+        async with self._session().get(url, params=params, proxy=self._proxy) as response:
+            body = await response.read()
+            return _Response(response.status, response.reason or "", response.headers, body)
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _proxy_for(url: str) -> str | None:
+    """`HTTP(S)_PROXY` and `NO_PROXY` from the environment, read once.
+
+    aiohttp's `trust_env` would also look for ~/.netrc credentials on every request, in a
+    thread, and refuse them next to our Authorization header.
+    """
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
 
 def _params(cursor: str | None, limit: int) -> dict[str, str]:
     params = {"limit": str(limit)}
@@ -192,17 +228,17 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(response: _Response) -> str:
     try:
-        body: Any = response.json()
+        body: Any = json.loads(response.body)
     except ValueError:
-        return response.reason_phrase
+        return response.reason
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])[:200]
-    return response.reason_phrase
+    return response.reason
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(response: _Response) -> float:
     raw = response.headers.get("Retry-After", "")
     try:
         seconds = float(raw)
