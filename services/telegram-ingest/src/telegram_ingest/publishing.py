@@ -4,18 +4,15 @@ Each caller awaits its own confirm; aio-pika pipelines them on one channel, so n
 waits behind another's. Any failure (broker down, negative confirm, an unroutable message,
 no confirm in time) becomes `Unavailable`, which the webhook answers with 503.
 
-FastStream owns the connection (reconnects, topology, readiness); the publish itself goes
-to the AMQP channel underneath FastStream's robust aio-pika channel. This is the hot path of
-every update, and the message objects FastStream and aio-pika build per publish cost about
-a fifth of it; the properties are the ones `common.bus` gives every other publisher.
+FastStream owns the connection (reconnects, topology, readiness); the publish itself is
+`common.bus.basic_publish`, on the AMQP channel underneath FastStream's robust aio-pika
+channel, as every Chat Sync publisher does.
 """
 
 import asyncio
 import logging
 import time
-from typing import cast
 
-import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel
 from faststream.rabbit import Channel, RabbitBroker, RabbitQueue
@@ -111,23 +108,7 @@ class Publisher:
         try:
             # The outer bound also covers a channel that is waiting for a reconnect.
             async with asyncio.timeout(self.timeout):
-                # Waits while the robust channel reconnects; then the current AMQP channel.
-                # (aiormq's abstract channel type does not declare `wait`; its channel does.)
-                channel = cast(aiormq.Channel, await self.channel.get_underlay_channel())
-                # `mandatory` + the channel's `on_return_raises`: unroutable is an error, and
-                # so is a negative confirm.
-                await channel.basic_publish(
-                    bus.encode(event),
-                    exchange=bus.EVENTS.name,
-                    routing_key=routing_key,
-                    properties=bus.amqp_properties(event),
-                    mandatory=True,
-                    timeout=self.timeout,
-                    # Do not hold the channel's lock until the writer has flushed this frame:
-                    # that serialises every concurrent request behind one socket write each.
-                    # Frames still go out in delivery-tag order, and the confirm is awaited.
-                    wait=False,
-                )
+                await bus.basic_publish(self.channel, event, bus.EVENTS.name, timeout=self.timeout)
         except Exception as error:
             log.warning(
                 "publish failed",
