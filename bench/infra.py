@@ -359,6 +359,16 @@ async def scrape_buckets(port: int, histogram: str) -> dict[str, float]:
     return found
 
 
+async def scrape_labelled(port: int, name: str) -> dict[str, float]:
+    """One metric's samples by the value of their only label."""
+    found: dict[str, float] = {}
+    for sample, value in await _samples(port):
+        if sample.startswith(name + "{"):
+            label = sample.split('="', 1)[1].split('"', 1)[0]
+            found[label] = found.get(label, 0.0) + float(value)
+    return found
+
+
 async def _samples(port: int) -> list[tuple[str, str]]:
     async with (
         aiohttp.ClientSession() as session,

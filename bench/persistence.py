@@ -35,7 +35,7 @@ from bench.harness import (
     ratio,
     wait_until,
 )
-from bench.infra import Config, free_port, scrape_metrics
+from bench.infra import Config, free_port, scrape_labelled, scrape_metrics
 from common import bus
 from common.dynamo import dynamodb_client, to_attributes
 from common.events import DealUpdated, MessageReceived
@@ -94,8 +94,18 @@ async def run(config: Config) -> list[Row]:
             await sink.purge()
             half_rate = max(achieved / 2, 1.0)
             before = await scrape_metrics(port, BATCH_METRICS)
+            stages_before = await scrape_labelled(port, "sync_worker_live_batch_stage_seconds_sum")
             lags = await _lag(exchange, sink, f"half{tag}", half_rate, half_seconds, data)
             data["lag"]["batches"] = _batches(before, await scrape_metrics(port, BATCH_METRICS))
+            stages = await scrape_labelled(port, "sync_worker_live_batch_stage_seconds_sum")
+            count = data["lag"]["batches"]["count"]
+            data["lag"]["batches"]["mean_stage_ms"] = {
+                stage: round(
+                    (stages.get(stage, 0.0) - stages_before.get(stage, 0.0)) / count * 1000, 1
+                )
+                for stage in STAGES
+                if count
+            }
         finally:
             await worker.stop()
             await sink.delete(if_unused=False, if_empty=False)
@@ -151,6 +161,7 @@ BATCH_METRICS = (
     "sync_worker_live_batch_size_count",
     "sync_worker_live_batch_seconds_sum",
 )
+STAGES = ("write", "wait", "commit", "publish")
 
 
 def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

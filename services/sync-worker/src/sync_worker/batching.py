@@ -39,6 +39,15 @@ BATCH_SIZE = Histogram(
 BATCH_SECONDS = Histogram(
     "sync_worker_live_batch_seconds", "Time to write one batch to both stores and announce it."
 )
+STAGE_SECONDS = Histogram(
+    "sync_worker_live_batch_stage_seconds",
+    "Time of one batch in each stage: DynamoDB writes, waiting for the batch before it to "
+    "commit, the PostgreSQL commit, the deal.updated publishes.",
+    ["stage"],
+)
+_WRITE, _WAIT, _COMMIT, _PUBLISH = (
+    STAGE_SECONDS.labels(stage=stage) for stage in ("write", "wait", "commit", "publish")
+)
 
 Write = Callable[[Sequence[LiveEvent]], Awaitable[None]]
 Commit = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
@@ -81,8 +90,11 @@ class Batcher:
             except Exception as error:
                 log.warning("batch write failed", size=len(batch), error=repr(error))
                 written = False
+            wrote = time.perf_counter()
+            _WRITE.observe(wrote - started)
             if committing is not None:
                 await committing
+            _WAIT.observe(time.perf_counter() - wrote)
             committing = asyncio.create_task(self._finish(batch, written, started))
 
     async def _finish(self, batch: list[_Entry], written: bool, started: float) -> None:
@@ -107,8 +119,12 @@ class Batcher:
                 _fail(entry, error)
 
     async def _commit_and_publish(self, batch: list[_Entry]) -> None:
+        started = time.perf_counter()
         updates = await self._commit([event for event, _ in batch])
+        committed = time.perf_counter()
         await asyncio.gather(*(self._publish(update) for update in updates))
+        _COMMIT.observe(committed - started)
+        _PUBLISH.observe(time.perf_counter() - committed)
         # Counted per type, not per event: a labelled child costs a lock and a lookup.
         for kind, count in collections.Counter(event.type for event, _ in batch).items():
             EVENTS_WRITTEN.labels(type=kind).inc(count)
