@@ -13,7 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aio_pika.exceptions import ChannelNotFoundEntity
 
-from bench.harness import quiet_gc
+from bench.harness import paced, quiet_gc
 from common import bus
 from common.events import Event
 
@@ -110,12 +110,7 @@ async def publish_open_loop(
 
     tasks: list[asyncio.Task[None]] = []
     with quiet_gc():
-        begin = time.perf_counter()
-        for index in range(max(1, int(rate * seconds))):
-            scheduled = begin + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for _index, scheduled in paced(max(1, int(rate * seconds)), rate):
             tasks.append(asyncio.create_task(one(scheduled)))
         await asyncio.gather(*tasks)
     return latencies

@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,21 @@ def quiet_gc() -> Iterator[None]:
     finally:
         gc.enable()
         gc.collect()
+
+
+async def paced(total: int, rate: float) -> AsyncIterator[tuple[int, float]]:
+    """0 .. total-1 at `rate` per second, each with its scheduled `perf_counter` time.
+
+    An open loop: the next one is due on schedule however slowly the last is answered, and
+    latency counted from the scheduled time does not hide a stall by sending less.
+    """
+    begin = time.perf_counter()
+    for index in range(total):
+        scheduled = begin + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield index, scheduled
 
 
 # --- the process and the machine -------------------------------------------------------------

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -338,46 +338,32 @@ class Config:
         return Service(name, script(name, *args), environment, port=port, logs=self.stack.logs)
 
 
-async def scrape_metrics(port: int, names: Sequence[str]) -> dict[str, float]:
-    """The service's `/metrics` samples whose name is one of `names` (summed over labels)."""
-    found: dict[str, float] = {}
-    for sample, value in await _samples(port):
-        name = sample.split("{", 1)[0]
-        if name in names:
-            found[name] = found.get(name, 0.0) + float(value)
-    return found
-
-
-async def scrape_buckets(port: int, histogram: str) -> dict[str, float]:
-    """A histogram's cumulative bucket counts by upper bound (`le`), summed over labels."""
-    found: dict[str, float] = {}
-    prefix = f"{histogram}_bucket{{"
-    for sample, value in await _samples(port):
-        if sample.startswith(prefix):
-            bound = sample.split('le="', 1)[1].split('"', 1)[0]
-            found[bound] = found.get(bound, 0.0) + float(value)
-    return found
-
-
-async def scrape_labelled(port: int, name: str) -> dict[str, float]:
-    """One metric's samples by the value of their only label."""
-    found: dict[str, float] = {}
-    for sample, value in await _samples(port):
-        if sample.startswith(name + "{"):
-            label = sample.split('="', 1)[1].split('"', 1)[0]
-            found[label] = found.get(label, 0.0) + float(value)
-    return found
-
-
-async def _samples(port: int) -> list[tuple[str, str]]:
+async def scrape(port: int) -> dict[str, float]:
+    """A service's `/metrics` now: each sample (`name{labels}`) and its value."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"http://{LOOPBACK}:{port}/metrics") as response,
     ):
         text = await response.text()
-    samples: list[tuple[str, str]] = []
+    samples: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             sample, _, value = line.rpartition(" ")
-            samples.append((sample, value))
+            samples[sample] = float(value)
     return samples
+
+
+def summed(samples: Mapping[str, float], name: str) -> float:
+    """A metric's value, summed over its labels."""
+    return sum(value for sample, value in samples.items() if sample.split("{", 1)[0] == name)
+
+
+def by_label(samples: Mapping[str, float], name: str, label: str) -> dict[str, float]:
+    """A metric's values by one label's value (a histogram's buckets: `_bucket`, `le`)."""
+    found: dict[str, float] = {}
+    marker = f'{label}="'
+    for sample, value in samples.items():
+        if sample.startswith(name + "{") and marker in sample:
+            key = sample.split(marker, 1)[1].split('"', 1)[0]
+            found[key] = found.get(key, 0.0) + value
+    return found

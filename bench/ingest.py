@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 
 from bench import amqp, telegram
 from bench.harness import NotMeasured, Row, ms, not_measured, percentile, rate, ratio
-from bench.infra import Config, Service, free_port, scrape_buckets
+from bench.infra import Config, Service, by_label, free_port, scrape
 from bench.loadgen import BodySource, Load, closed_loop, open_loop
 from common import bus
 
@@ -151,7 +151,7 @@ async def run(config: Config) -> list[Row]:
                 )
                 await _purge(queues)
                 half_rate = max(full.rate / 2, 1.0)
-                before = await scrape_buckets(port, CONFIRMS)
+                before = by_label(await scrape(port), CONFIRMS, "le")
                 half = await open_loop(
                     url,
                     _bodies(updates, "half"),
@@ -159,9 +159,8 @@ async def run(config: Config) -> list[Row]:
                     rate=half_rate,
                     seconds=half_seconds,
                 )
-                data["confirms_half"] = _confirm_shares(
-                    before, await scrape_buckets(port, CONFIRMS)
-                )
+                after = by_label(await scrape(port), CONFIRMS, "le")
+                data["confirms_half"] = _confirm_shares(before, after)
             except NotMeasured as error:
                 return [not_measured(NAME, WHAT, TARGET, str(error))]
             finally:
@@ -186,7 +185,7 @@ async def run(config: Config) -> list[Row]:
     return [_row(full, half, half_rate, bare_load, pika_rate, data, raw)]
 
 
-CONFIRMS = "telegram_ingest_publish_confirm_seconds"
+CONFIRMS = "telegram_ingest_publish_confirm_seconds_bucket"
 
 
 def _confirm_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

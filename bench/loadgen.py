@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from bench.harness import percentile, quiet_gc
+from bench.harness import paced, percentile, quiet_gc
 
 BodySource = Callable[[int], bytes]
 
@@ -122,11 +122,7 @@ async def open_loop(
     try:
         with quiet_gc():
             begin = time.perf_counter()
-            for index in range(total):
-                scheduled = begin + index / rate
-                delay = scheduled - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            async for index, scheduled in paced(total, rate):
                 load.sent_at[index] = scheduled
                 payload = bodies(index)
                 post = _post(http, url, payload, headers, load, scheduled, index)

@@ -29,13 +29,14 @@ from bench.harness import (
     Row,
     ms,
     not_measured,
+    paced,
     percentile,
     quiet_gc,
     rate,
     ratio,
     wait_until,
 )
-from bench.infra import Config, free_port, scrape_labelled, scrape_metrics
+from bench.infra import Config, by_label, free_port, scrape, summed
 from common import bus
 from common.dynamo import dynamodb_client, to_attributes
 from common.events import DealUpdated, MessageReceived
@@ -93,19 +94,9 @@ async def run(config: Config) -> list[Row]:
             achieved, complete = await _drain_rate(config, connection, count, data)
             await sink.purge()
             half_rate = max(achieved / 2, 1.0)
-            before = await scrape_metrics(port, BATCH_METRICS)
-            stages_before = await scrape_labelled(port, "sync_worker_live_batch_stage_seconds_sum")
+            before = await scrape(port)
             lags = await _lag(exchange, sink, f"half{tag}", half_rate, half_seconds, data)
-            data["lag"]["batches"] = _batches(before, await scrape_metrics(port, BATCH_METRICS))
-            stages = await scrape_labelled(port, "sync_worker_live_batch_stage_seconds_sum")
-            count = data["lag"]["batches"]["count"]
-            data["lag"]["batches"]["mean_stage_ms"] = {
-                stage: round(
-                    (stages.get(stage, 0.0) - stages_before.get(stage, 0.0)) / count * 1000, 1
-                )
-                for stage in STAGES
-                if count
-            }
+            data["lag"]["batches"] = _batches(before, await scrape(port))
         finally:
             await worker.stop()
             await sink.delete(if_unused=False, if_empty=False)
@@ -156,24 +147,28 @@ async def _drain_rate(
     return achieved, stored >= count
 
 
-BATCH_METRICS = (
-    "sync_worker_live_batch_size_sum",
-    "sync_worker_live_batch_size_count",
-    "sync_worker_live_batch_seconds_sum",
-)
-STAGES = ("write", "wait", "commit", "publish")
+STAGES = "sync_worker_live_batch_stage_seconds_sum"
 
 
-def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """The worker's group commits during the lag phase: how many, how big, how long."""
-    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in BATCH_METRICS}
-    count = delta["sync_worker_live_batch_size_count"]
+def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The worker's group commits during the lag phase: how many, how big, how long, and
+    how long in each stage (DynamoDB writes, waiting, the commit, the publishes)."""
+
+    def grown(name: str) -> float:
+        return summed(after, name) - summed(before, name)
+
+    count = grown("sync_worker_live_batch_size_count")
+    if not count:
+        return {"count": 0}
+    stages_before = by_label(before, STAGES, "stage")
     return {
         "count": count,
-        "mean_size": round(delta["sync_worker_live_batch_size_sum"] / count, 1) if count else 0,
-        "mean_ms": round(delta["sync_worker_live_batch_seconds_sum"] / count * 1000, 1)
-        if count
-        else 0,
+        "mean_size": round(grown("sync_worker_live_batch_size_sum") / count, 1),
+        "mean_ms": round(grown("sync_worker_live_batch_seconds_sum") / count * 1000, 1),
+        "mean_stage_ms": {
+            stage: round((seconds - stages_before.get(stage, 0.0)) / count * 1000, 1)
+            for stage, seconds in by_label(after, STAGES, "stage").items()
+        },
     }
 
 
@@ -207,11 +202,8 @@ async def _lag(
     tag_consumer = await sink.consume(on_update)
     tasks: list[asyncio.Task[Any]] = []
     with quiet_gc():
-        begin = time.monotonic()
-        for index, (deal, message_id, body) in enumerate(ready):
-            delay = begin + index / half_rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for index, _scheduled in paced(len(ready), half_rate):
+            deal, message_id, body = ready[index]
             pending.setdefault(deal, []).append((message_id, time.monotonic()))
             tasks.append(asyncio.create_task(exchange.publish(body, ROUTING_KEY, timeout=10)))
         await asyncio.gather(*tasks)

@@ -31,8 +31,10 @@ DEFINITION: Final[dict[str, Any]] = {
 def apply(amqp_url: str, *, management_port: int = 15672, timeout: float = 5.0) -> None:
     """Set the policy on the vhost of `amqp_url` through the management API (same user)."""
     parts = urlsplit(amqp_url)
-    vhost = unquote(parts.path[1:]) or "/"
-    url = f"http://{parts.hostname}:{management_port}/api/policies/{quote(vhost, safe='')}/{NAME}"
+    url = (
+        f"http://{parts.hostname}:{management_port}/api/policies/"
+        f"{quote(_vhost(amqp_url), safe='')}/{NAME}"
+    )
     auth = (parts.username or "guest", parts.password or "guest")
     with httpx.Client(auth=auth, timeout=timeout) as client:
         client.put(url, json=DEFINITION).raise_for_status()
@@ -47,10 +49,9 @@ def apply_on_this_machine(amqp_url: str) -> None:
         ctl = shutil.which("rabbitmqctl")
         if ctl is None:
             raise
-    vhost = unquote(urlsplit(amqp_url).path[1:]) or "/"
     subprocess.run(  # noqa: S603 - a fixed command line
         [
-            ctl, "-q", "set_policy", "-p", vhost,
+            ctl, "-q", "set_policy", "-p", _vhost(amqp_url),
             "--apply-to", str(DEFINITION["apply-to"]),
             "--priority", str(DEFINITION["priority"]),
             NAME, str(DEFINITION["pattern"]), json.dumps(DEFINITION["definition"]),
@@ -58,3 +59,7 @@ def apply_on_this_machine(amqp_url: str) -> None:
         check=True,
         capture_output=True,
     )  # fmt: skip
+
+
+def _vhost(amqp_url: str) -> str:
+    return unquote(urlsplit(amqp_url).path[1:]) or "/"
