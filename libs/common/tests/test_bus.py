@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import Channel, RabbitBroker
 
 from common import bus
 from common.events import DealUpdated
@@ -145,3 +145,39 @@ async def test_topology_keeps_catalogue_events_before_any_consumer_starts(
             await channel.declare_queue("sync-worker.message.send", durable=True)
 
     assert (kept.declaration_result.message_count or 0) >= 1
+
+
+async def test_a_catalogue_queue_is_consumed_with_its_subscribers_prefetch(
+    settings: Settings, broker: RabbitBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The topology declares every catalogue queue before the subscribers start; the
+    subscriber must still consume on its own channel, at most `prefetch` at a time."""
+    service = f"t{uuid.uuid4().hex[:6]}"
+    consumer = bus.Consumer(service, "deal.updated")
+    monkeypatch.setattr(bus, "CATALOGUE_CONSUMERS", (*bus.CATALOGUE_CONSUMERS, consumer))
+    queue = bus.consumer_queue(service, "deal.updated")
+    started: list[DealUpdated] = []
+    release = asyncio.Event()
+
+    @broker.subscriber(queue, bus.EVENTS, channel=Channel(prefetch_count=3))
+    async def on_deal_updated(event: DealUpdated) -> None:
+        started.append(event)
+        await release.wait()
+
+    await broker.connect()
+    await bus.declare_topology(broker, [queue.name])
+    for version in range(20):
+        event = DealUpdated(deal_id=uuid.uuid4(), version=version, unread_count=0, total_messages=0)
+        await bus.publish_event(broker, event)
+    await broker.start()
+    try:
+        async with asyncio.timeout(10):
+            while len(started) < 3:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # time for more deliveries, had the limit not held
+        assert len(started) == 3
+    finally:
+        release.set()
+    async with asyncio.timeout(10):
+        while len(started) < 20:
+            await asyncio.sleep(0.05)

@@ -142,8 +142,16 @@ async def declare_topology(broker: RabbitBroker, queue_names: list[str] | None =
         parked = await broker.declare_queue(RabbitQueue(dead_queue_name(name), durable=True))
         await parked.bind(dead_exchange, routing_key=name)
     for consumer in CATALOGUE_CONSUMERS:
-        queue = await broker.declare_queue(consumer_queue(consumer.service, consumer.routing_key))
-        await queue.bind(await broker.declare_exchange(consumer.exchange), consumer.routing_key)
+        declared_exchange = await broker.declare_exchange(consumer.exchange)
+        queue = consumer_queue(consumer.service, consumer.routing_key)
+        # Straight on the channel, not through `broker.declare_queue`: FastStream caches a
+        # declared queue by its definition alone, so a subscriber of this queue starting
+        # later would be handed this object, on this channel, and consume on it without the
+        # prefetch of its own channel: the whole queue at once.
+        declared = await declared_exchange.channel.declare_queue(
+            queue.name, durable=queue.durable, arguments=queue.arguments
+        )
+        await declared.bind(declared_exchange, consumer.routing_key)
 
 
 def make_broker(

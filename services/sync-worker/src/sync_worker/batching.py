@@ -49,6 +49,9 @@ _WRITE, _WAIT, _COMMIT, _PUBLISH = (
     STAGE_SECONDS.labels(stage=stage) for stage in ("write", "wait", "commit", "publish")
 )
 
+# The largest group commit; a consumer's prefetch must let in two, or the pipeline stalls.
+MAX_BATCH = 250
+
 Write = Callable[[Sequence[LiveEvent]], Awaitable[None]]
 Commit = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
 Publish = Callable[[DealUpdated], Awaitable[None]]
@@ -57,7 +60,7 @@ _Entry = tuple[LiveEvent, "asyncio.Future[None]"]
 
 class Batcher:
     def __init__(
-        self, write: Write, commit: Commit, publish: Publish, *, max_batch: int = 500
+        self, write: Write, commit: Commit, publish: Publish, *, max_batch: int = MAX_BATCH
     ) -> None:
         self._write = write
         self._commit = commit

@@ -12,13 +12,14 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 
 from common.bus import EVENTS, consumer_queue
 from common.events import ConnectionUpdated, Event, MessageEdited, MessageReceived, MessagesDeleted
-from sync_worker.batching import Batcher
+from sync_worker.batching import MAX_BATCH, Batcher
 from sync_worker.context import LoopContext
 from sync_worker.parties import LiveEvent
 
 SERVICE: Final = "sync-worker"
-# Deliveries in flight per queue: what one batch can gather under load.
-PREFETCH: Final = 200
+# Deliveries in flight per queue: one batch being committed while the next one is written
+# to DynamoDB. More only holds messages in memory that a restart would have to take again.
+PREFETCH: Final = 2 * MAX_BATCH
 ROUTING_KEYS: Final = (
     "telegram.connection.updated",
     "telegram.message.received",
