@@ -4,7 +4,7 @@ and the customer. Each rule keeps the newest Telegram `date`, so arrival order d
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, case, func, or_
 from sqlalchemy.dialects.postgresql import insert
@@ -129,6 +129,28 @@ async def _apply_connection(session: AsyncSession, event: ConnectionUpdated) -> 
     )
 
 
+_CUSTOMER: Final = Customer.metadata.tables[Customer.__tablename__]
+_NEW_CUSTOMER: Final = insert(_CUSTOMER)
+# Run with one parameter set per customer (executemany): one prepared statement for every
+# batch size, where a multi-row VALUES would be compiled and planned for each.
+_SAVE_DATED_CUSTOMER: Final = _NEW_CUSTOMER.on_conflict_do_update(
+    index_elements=[_CUSTOMER.c.id],
+    set_={
+        "name": _NEW_CUSTOMER.excluded.name,
+        "first_name": _NEW_CUSTOMER.excluded.first_name,
+        "last_name": _NEW_CUSTOMER.excluded.last_name,
+        "username": _NEW_CUSTOMER.excluded.username,
+        "source_date": _NEW_CUSTOMER.excluded.source_date,
+        "updated_at": func.now(),
+    },
+    where=or_(
+        _CUSTOMER.c.source_date.is_(None),
+        _CUSTOMER.c.source_date <= _NEW_CUSTOMER.excluded.source_date,
+    ),
+)
+_SAVE_UNDATED_CUSTOMER: Final = insert(_CUSTOMER).on_conflict_do_nothing()
+
+
 async def save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> None:
     """Customer names come from the newest dated update; a delete only creates the row."""
     newest: dict[str, tuple[TelegramChat, datetime | None]] = {}
@@ -155,25 +177,10 @@ async def save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> 
     )
     dated = [row for row in rows if row["source_date"] is not None]
     if dated:
-        statement = insert(Customer).values(dated)
-        new = statement.excluded
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[Customer.id],
-                set_={
-                    "name": new.name,
-                    "first_name": new.first_name,
-                    "last_name": new.last_name,
-                    "username": new.username,
-                    "source_date": new.source_date,
-                    "updated_at": func.now(),
-                },
-                where=or_(Customer.source_date.is_(None), Customer.source_date <= new.source_date),
-            )
-        )
+        await session.execute(_SAVE_DATED_CUSTOMER, dated)
     undated = [row for row in rows if row["source_date"] is None]
     if undated:
-        await session.execute(insert(Customer).values(undated).on_conflict_do_nothing())
+        await session.execute(_SAVE_UNDATED_CUSTOMER, undated)
 
 
 def _chat_and_date(event: ChatEvent) -> tuple[TelegramChat, datetime | None]:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.events import (
@@ -87,6 +87,36 @@ _WRITE_DEALS: Final = (
     update(_DEAL)
     .where(_DEAL.c.id == bindparam("deal_id"))
     .values({name: bindparam(new) for name, new in zip(_MOVED, _NEW, strict=True)})
+)
+
+
+# Statements whose text does not depend on the batch size: PostgreSQL (and asyncpg's
+# statement cache) prepare each one once, where a multi-row VALUES or an IN list of each
+# length would be parsed and planned again for every batch.
+_LOCK_DEALS: Final = (
+    select(*_DEAL_COLUMNS)
+    .where(_DEAL.c.id == any_(bindparam("ids", type_=ARRAY(_DEAL.c.id.type))))
+    .order_by(_DEAL.c.id)
+    .with_for_update()
+)
+_KEY_INSERTED: Final = (
+    "deal_id", "message_id", "sort_key", "direction", "source", "state", "deleted", "sent_at",
+    "edit_date",
+)  # fmt: skip
+# One row per position of the arrays (several set-returning functions run in lockstep).
+_INSERT_KEYS: Final = (
+    insert(_KEY)
+    .from_select(
+        _KEY_INSERTED,
+        select(
+            *(
+                func.unnest(bindparam(name, type_=ARRAY(_KEY.c[name].type)))
+                for name in _KEY_INSERTED
+            )
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(_KEY.c.deal_id, _KEY.c.message_id)
 )
 
 
@@ -195,12 +225,7 @@ async def _lock_deals(
             for deal_id, event in sorted(firsts.items())
         ],
     )
-    rows = await session.execute(
-        select(*_DEAL_COLUMNS)
-        .where(_DEAL.c.id.in_(sorted(firsts)))
-        .order_by(_DEAL.c.id)
-        .with_for_update()
-    )
+    rows = await session.execute(_LOCK_DEALS, {"ids": sorted(firsts)})
     touched: dict[uuid.UUID, _Touched] = {}
     for row in rows:
         deal = DealRow(*row)
@@ -259,10 +284,8 @@ async def _insert_keys(
             }
     if not rows:
         return set()
-    inserted = await session.execute(
-        insert(_KEY).on_conflict_do_nothing().returning(_KEY.c.deal_id, _KEY.c.message_id),
-        list(rows.values()),
-    )
+    columns = {name: [row[name] for row in rows.values()] for name in _KEY_INSERTED}
+    inserted = await session.execute(_INSERT_KEYS, columns)
     return {(row.deal_id, row.message_id) for row in inserted}
 
 
