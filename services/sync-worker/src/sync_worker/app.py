@@ -22,6 +22,7 @@ from starlette.requests import Request
 from common import bus, db, dynamo
 from common.bus import declare_topology, make_broker, publish_event
 from common.health import Check, probe_routes
+from common.heap import freeze_startup_objects
 from common.settings import Settings
 from sync_worker import consumers, outbound
 from sync_worker.batch import consumer as batch_consumer
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> Starlette:
                 await declare_topology(broker, QUEUES)
                 # The runner must be in the broker's context before `sync.start` deliveries.
                 await stack.enter_async_context(batch_sync(settings, broker, sessions, client))
+                freeze_startup_objects()
                 await broker.start()
                 try:
                     yield {"worker": Worker(engine, client, broker, table)}

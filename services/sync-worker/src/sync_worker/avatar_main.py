@@ -22,6 +22,7 @@ from starlette.requests import Request
 from common import bus, db, dynamo, s3
 from common.bus import declare_topology, make_broker
 from common.health import Check, probe_routes
+from common.heap import freeze_startup_objects
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from sync_worker import avatars
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Starlette:
                     broker.context.set_global("avatars", resources)
                     await broker.connect()
                     await declare_topology(broker, avatars.QUEUES)
+                    freeze_startup_objects()
                     await broker.start()
                     try:
                         yield {
