@@ -7,6 +7,7 @@ environment variables only, and stopped with SIGTERM.
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -183,7 +184,7 @@ async def _ensure_aws(stack: Stack) -> None:
 
 
 class Service:
-    """One service started through its console script (`uv run --frozen <script>`)."""
+    """One service started through its console script, as `deploy/Procfile` starts it."""
 
     def __init__(
         self,
@@ -303,7 +304,19 @@ def script(name: str, *args: str) -> list[str]:
             _MODULES[name],
             *args,
         ]
-    return ["uv", "run", "--frozen", name, *args]
+    return [*procfile_command(name), *args]
+
+
+def procfile_command(name: str) -> list[str]:
+    """The command `deploy/Procfile` runs the console script `name` with (the workers with
+    less CPU weight than the latency path), so services share the cores as `make run` has
+    them share; plain `uv run --frozen <name>` for a script it does not list."""
+    for line in (REPO_ROOT / "deploy" / "Procfile").read_text().splitlines():
+        _, separator, command = line.partition(":")
+        words = shlex.split(command) if separator and not line.startswith("#") else []
+        if words[-2:] == ["--frozen", name]:
+            return words
+    return ["uv", "run", "--frozen", name]
 
 
 _MODULES = {

@@ -8,8 +8,8 @@ while the worker runs; an event's lag is the time from its publish to the `deal.
 reports its deal's newest message (published by the worker after the commit).
 
 Floor: the same work without the worker, from this process, against the same servers: per
-batch of 250 (the worker's largest group commit), the same conditional `UpdateItem` per message at the
-worker's concurrency (32), then one PostgreSQL transaction with asyncpg `executemany`
+batch of 250 (the worker's largest group commit), the same conditional `UpdateItem` per
+message at the worker's concurrency (32), then one PostgreSQL transaction with `executemany`
 (customers, deals, lock, message keys, counters). Reported beside it: the same items through
 raw `BatchWriteItem` (25 per call, 32 in flight) instead of `UpdateItem`.
 """
