@@ -1,4 +1,7 @@
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -7,8 +10,10 @@ from websockets.exceptions import ConnectionClosed
 
 from common.auth import issue_token
 from common.testing import Infrastructure, settings_for, settled_readiness
-from realtime.server import running
+from realtime.server import LISTEN_BACKLOG, running
 from realtime.testing import Stack, close_code, message_received, receive, text_of, token_for
+
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel's cap
 
 
 async def _close_code(url: str) -> int | None:
@@ -141,3 +146,19 @@ async def test_tokens_never_reach_the_logs(
     assert f"/ws/chats/{user_id}/" in logged
     assert token not in logged
     assert forged not in logged
+
+
+def _listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on `port` (`ss` shows it as its Send-Q)."""
+    listing = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(listing[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss")
+async def test_listens_with_room_for_a_reconnect_storm(stack: Stack) -> None:
+    """Handshakes the kernel queues before they are accepted (asyncio's default is 100)."""
+    realtime = await stack.start()
+
+    assert _listen_backlog(realtime.port) == min(LISTEN_BACKLOG, SOMAXCONN) > 100

@@ -41,6 +41,7 @@ SERVICE_RESTART: Final = 1012
 TRY_AGAIN_LATER: Final = 1013
 READY_WAIT_SECONDS: Final = 30.0
 CATCH_UP_FRAMES: Final = 64  # missed frames written before waiting for the socket to drain
+LISTEN_BACKLOG: Final = 2048  # handshakes waiting to be accepted
 
 
 @dataclass
@@ -169,6 +170,10 @@ class Realtime:
             ping_interval=20,
             ping_timeout=20,
             close_timeout=5,
+            # Every browser reconnects at once after a deploy or a network blip: asyncio's
+            # default of 100 pending connections overflowed at 200 simultaneous handshakes,
+            # and the kernel reset the excess ones. The kernel caps it at net.core.somaxconn.
+            backlog=LISTEN_BACKLOG,
         )
         log.info("realtime listening", host=host, port=self.port)
 
