@@ -157,11 +157,15 @@ async def test_a_catalogue_queue_is_consumed_with_its_subscribers_prefetch(
     monkeypatch.setattr(bus, "CATALOGUE_CONSUMERS", (*bus.CATALOGUE_CONSUMERS, consumer))
     queue = bus.consumer_queue(service, "deal.updated")
     started: list[DealUpdated] = []
-    release = asyncio.Event()
+    release, three_started, all_started = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     @broker.subscriber(queue, bus.EVENTS, channel=Channel(prefetch_count=3))
     async def on_deal_updated(event: DealUpdated) -> None:
         started.append(event)
+        if len(started) == 3:
+            three_started.set()
+        if len(started) == 20:
+            all_started.set()
         await release.wait()
 
     await broker.connect()
@@ -171,13 +175,9 @@ async def test_a_catalogue_queue_is_consumed_with_its_subscribers_prefetch(
         await bus.publish_event(broker, event)
     await broker.start()
     try:
-        async with asyncio.timeout(10):
-            while len(started) < 3:
-                await asyncio.sleep(0.05)
+        await asyncio.wait_for(three_started.wait(), 10)
         await asyncio.sleep(0.5)  # time for more deliveries, had the limit not held
         assert len(started) == 3
     finally:
         release.set()
-    async with asyncio.timeout(10):
-        while len(started) < 20:
-            await asyncio.sleep(0.05)
+    await asyncio.wait_for(all_started.wait(), 10)
