@@ -1,7 +1,7 @@
 """The benchmark's own resources, isolated like the tests': database `chat_sync_bench` (created
 and migrated), RabbitMQ vhost `chat_sync_bench` (recreated per run), dynalite and s3rver on free
-loopback ports with temporary data. Services are started through their console scripts with
-environment variables only, and stopped with SIGTERM.
+loopback ports with temporary data. Services are started with their `deploy/Procfile` commands
+and environment variables only, and stopped with SIGTERM.
 """
 
 import asyncio

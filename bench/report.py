@@ -29,7 +29,8 @@ speed targets named in the service issues.
 
 How each row is measured is in the docstring of its module in `bench/` (`ingest.py`,
 `e2e.py`, `persistence.py`, `deals.py`, `fanout.py`, `connections.py`, `batch.py`).
-Services are started through their console scripts (`uv run --frozen <script>`) with
+Services are started with the commands of `deploy/Procfile` (the sync-worker and the avatar
+worker with less CPU weight than the latency path, as `make run` starts them), with
 environment variables only, against the benchmark's own database `chat_sync_bench` (migrated
 at start), RabbitMQ vhost `chat_sync_bench` (recreated per run), and a dynalite and s3rver
 started on free loopback ports with temporary data. All traffic stays on 127.0.0.1; a small
