@@ -155,8 +155,9 @@ STAGES = "sync_worker_live_batch_stage_seconds_sum"
 
 
 def _batches(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """The worker's group commits during the lag phase: how many, how big, how long, and
-    how long in each stage (DynamoDB writes, waiting, the commit, the publishes)."""
+    """The worker's group commits between two scrapes (the drain, the lag phase): how many,
+    how big, how long, and how long in each stage (DynamoDB writes, waiting, the commit, the
+    publishes)."""
 
     def grown(name: str) -> float:
         return summed(after, name) - summed(before, name)
