@@ -7,10 +7,19 @@ update first) and one listening WebSocket client with a real token. Updates are 
 rate (open loop); each carries a unique text. An update is delivered when a
 `message.created` frame containing its text arrives; latency runs from its scheduled send
 time. Lost = answered 2xx but never delivered within 5 s of the end of its step.
+
+Floor of the 300/s row: one more 300/s step at the end with the sync-worker and the avatar
+worker stopped (SIGSTOP, then SIGCONT): the latency path alone (ingest → RabbitMQ → realtime →
+clients) on the same cores, so the row shows how much of its tail the workers' share of the
+two cores adds. Nothing else changes; the stopped workers' queues just grow for that step.
 """
 
+import contextlib
+import os
 import re
+import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench import amqp, telegram
@@ -40,6 +49,11 @@ BEYOND = (750, 1_000)  # tried in turn while every update still arrives
 DRAIN_SECONDS = 5.0
 WORKER_NICE = 10  # as deploy/Procfile runs the workers
 WORKER_QUEUE = "sync-worker.telegram.message.received"
+# The floor of the 300/s row: the same step with the two workers stopped (SIGSTOP), i.e.
+# ingest → RabbitMQ → realtime → clients alone, on the same two cores.
+WORKERS = ("sync-worker", "avatar-worker")
+PAUSED_RATE = 300
+PAUSED_STEP = 99
 STALE_QUEUES = [
     f"{service}.{key}"
     for service in ("sync-worker", "avatar-worker")
@@ -115,6 +129,7 @@ async def run(config: Config) -> list[Row]:
     arrivals = _Arrivals()
     listeners = Listeners(arrivals)
     steps: dict[int, dict[str, Any]] = {}
+    paused: dict[str, Any] | None = None
     try:
         connected = await closed_loop(
             webhook, lambda i: updates.connection(owners[i]), telegram.HEADERS,
@@ -149,15 +164,44 @@ async def run(config: Config) -> list[Row]:
                 steps[step_rate]["sync_worker_backlog"] = await amqp.queue_depth(
                     config.stack.rabbitmq_url, WORKER_QUEUE
                 )
+            # Last, since the workers then catch up on its backlog: the latency path alone.
+            with _paused([s for s in services if s.name in WORKERS]):
+
+                def paused_body(index: int) -> bytes:
+                    owner = owners[index % USERS]
+                    chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
+                    return updates.message(owner, chat, f"e2e-{PAUSED_STEP}-{index}-")
+
+                with quiet_gc():
+                    load = await open_loop(
+                        webhook, paused_body, telegram.HEADERS, rate=PAUSED_RATE,
+                        seconds=seconds, client=http,
+                    )  # fmt: skip
+                    ended = await _drain(PAUSED_STEP, load, arrivals)
+                paused = _outcome(PAUSED_STEP, load, arrivals, ended)
     except NotMeasured as error:
         return [not_measured(NAME, WHAT, TARGET, str(error))]
     finally:
         await listeners.close()
         for service in reversed(services):
             await service.stop()
-    rows = _rows(steps, arrivals)
+    rows = _rows(steps, arrivals, paused)
     rows[0].data["purged_before_start"] = purged
     return rows
+
+
+@contextlib.contextmanager
+def _paused(services: list[Service]) -> Iterator[None]:
+    """The services' processes stopped (SIGSTOP) for the block, then continued."""
+    pids = [service.pid for service in services]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 async def _drain(step: int, load: Load, arrivals: _Arrivals) -> float:
@@ -189,21 +233,22 @@ def _outcome(step: int, load: Load, arrivals: _Arrivals, _ended: float) -> dict[
     }
 
 
-def _rows(steps: dict[int, dict[str, Any]], arrivals: _Arrivals) -> list[Row]:
+def _rows(
+    steps: dict[int, dict[str, Any]], arrivals: _Arrivals, paused: dict[str, Any] | None
+) -> list[Row]:
     rows: list[Row] = []
-    data = {
-        str(step_rate): {
-            key: (round(value * 1000, 2) if key.endswith("_s") else value)
-            for key, value in outcome.items()
-        }
-        for step_rate, outcome in steps.items()
-    }
+    data = {str(step_rate): _in_ms(outcome) for step_rate, outcome in steps.items()}
     data["duplicate_frames"] = {"count": arrivals.duplicates}
+    if paused is not None:
+        data[f"{PAUSED_RATE}_workers_stopped"] = _in_ms(paused)
     for step_rate in RATES:
         outcome = steps[step_rate]
         figure = _figure(outcome)
         passed: bool | None = None
         target = "—"
+        floor = "—"
+        if step_rate == PAUSED_RATE and paused is not None:
+            floor = f"the same with the two workers stopped: {_figure(paused)}"
         if step_rate == 300:
             target = TARGET
             passed = (
@@ -217,7 +262,7 @@ def _rows(steps: dict[int, dict[str, Any]], arrivals: _Arrivals) -> list[Row]:
                 NAME,
                 f"{WHAT} at {step_rate}/s, 50 users",
                 figure,
-                "—",
+                floor,
                 None,
                 target,
                 passed,
@@ -243,6 +288,13 @@ def _rows(steps: dict[int, dict[str, Any]], arrivals: _Arrivals) -> list[Row]:
         )
     )
     return rows
+
+
+def _in_ms(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (round(value * 1000, 2) if key.endswith("_s") else value)
+        for key, value in outcome.items()
+    }
 
 
 def _clean(outcome: dict[str, Any]) -> bool:
