@@ -50,7 +50,11 @@ _WRITE, _WAIT, _COMMIT, _PUBLISH = (
 )
 
 # The largest group commit; a consumer's prefetch must let in two, or the pipeline stalls.
-MAX_BATCH = 250
+# Kept small because everything a batch ends with happens at once: its acks, its deal.updated
+# publishes and RabbitMQ refilling the prefetch. With 250, on two shared cores, those bursts
+# put 35-85 ms on the webhook → WebSocket p99 at 300/s (23-27 ms with 50); the persistence
+# benchmark's throughput was the same with either (bench/results, docs/benchmarks.md).
+MAX_BATCH = 50
 
 Write = Callable[[Sequence[LiveEvent]], Awaitable[None]]
 Commit = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
