@@ -51,10 +51,10 @@ _WRITE, _WAIT, _COMMIT, _PUBLISH = (
 
 # The largest group commit; a consumer's prefetch must let in two, or the pipeline stalls.
 # Kept small because everything a batch ends with happens at once: its acks, its deal.updated
-# publishes and RabbitMQ refilling the prefetch. With 250, on two shared cores, those bursts
-# put 35-85 ms on the webhook → WebSocket p99 at 300/s (23-27 ms with 50); the persistence
-# benchmark's throughput was the same with either (bench/results, docs/benchmarks.md).
-MAX_BATCH = 50
+# publishes and RabbitMQ refilling the prefetch. On two shared cores at 300 updates/s the
+# webhook → WebSocket p99 was 33-129 ms with batches of 250, 23-27 ms with 50 and 14-19 ms
+# with 25; the persistence benchmark's throughput was the same with each (docs/benchmarks.md).
+MAX_BATCH = 25
 
 Write = Callable[[Sequence[LiveEvent]], Awaitable[None]]
 Commit = Callable[[Sequence[LiveEvent]], Awaitable[list[DealUpdated]]]
