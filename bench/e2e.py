@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
+
 from bench import amqp, telegram
 from bench.harness import (
     NotMeasured,
@@ -149,36 +151,17 @@ async def run(config: Config) -> list[Row]:
                 if step_rate in BEYOND and not _clean(steps[max(steps)]):
                     break
 
-                def body(index: int, step: int = step) -> bytes:
-                    owner = owners[index % USERS]
-                    chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
-                    return updates.message(owner, chat, f"e2e-{step}-{index}-")
-
-                with quiet_gc():  # until the last frame of the step is in
-                    load = await open_loop(
-                        webhook, body, telegram.HEADERS, rate=step_rate, seconds=seconds,
-                        client=http,
-                    )  # fmt: skip
-                    ended = await _drain(step, load, arrivals)
-                steps[step_rate] = _outcome(step, load, arrivals, ended)
+                steps[step_rate] = await _step(
+                    http, webhook, updates, owners, arrivals, step, step_rate, seconds
+                )
                 steps[step_rate]["sync_worker_backlog"] = await amqp.queue_depth(
                     config.stack.rabbitmq_url, WORKER_QUEUE
                 )
             # Last, since the workers then catch up on its backlog: the latency path alone.
             with _paused([s for s in services if s.name in WORKERS]):
-
-                def paused_body(index: int) -> bytes:
-                    owner = owners[index % USERS]
-                    chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
-                    return updates.message(owner, chat, f"e2e-{PAUSED_STEP}-{index}-")
-
-                with quiet_gc():
-                    load = await open_loop(
-                        webhook, paused_body, telegram.HEADERS, rate=PAUSED_RATE,
-                        seconds=seconds, client=http,
-                    )  # fmt: skip
-                    ended = await _drain(PAUSED_STEP, load, arrivals)
-                paused = _outcome(PAUSED_STEP, load, arrivals, ended)
+                paused = await _step(
+                    http, webhook, updates, owners, arrivals, PAUSED_STEP, PAUSED_RATE, seconds
+                )
     except NotMeasured as error:
         return [not_measured(NAME, WHAT, TARGET, str(error))]
     finally:
@@ -188,6 +171,31 @@ async def run(config: Config) -> list[Row]:
     rows = _rows(steps, arrivals, paused)
     rows[0].data["purged_before_start"] = purged
     return rows
+
+
+async def _step(
+    http: aiohttp.ClientSession,
+    webhook: str,
+    updates: telegram.Updates,
+    owners: list[int],
+    arrivals: _Arrivals,
+    step: int,
+    step_rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One open-loop step, round-robin over the owners, each update with its own text."""
+
+    def body(index: int) -> bytes:
+        owner = owners[index % USERS]
+        chat = 770_000_000 + (index // USERS) % CHATS_PER_USER
+        return updates.message(owner, chat, f"e2e-{step}-{index}-")
+
+    with quiet_gc():  # until the last frame of the step is in
+        load = await open_loop(
+            webhook, body, telegram.HEADERS, rate=step_rate, seconds=seconds, client=http
+        )
+        ended = await _drain(step, load, arrivals)
+    return _outcome(step, load, arrivals, ended)
 
 
 @contextlib.contextmanager

@@ -8,10 +8,11 @@ while the worker runs; an event's lag is the time from its publish to the `deal.
 reports its deal's newest message (published by the worker after the commit).
 
 Floor: the same work without the worker, from this process, against the same servers: per
-batch of 25 (the worker's largest group commit), the same conditional `UpdateItem` per
-message at the worker's concurrency (32), then one PostgreSQL transaction with `executemany`
-(customers, deals, lock, message keys, counters). Reported beside it: the same items through
-raw `BatchWriteItem` (25 per call, 32 in flight) instead of `UpdateItem`.
+batch of the worker's largest group commit (`sync_worker.batching.MAX_BATCH`), the same
+conditional `UpdateItem` per message at the worker's concurrency (32), then one PostgreSQL
+transaction with `executemany` (customers, deals, lock, message keys, counters). Reported
+beside it: the same items through raw `BatchWriteItem` (25 per call, 32 in flight) instead of
+`UpdateItem`.
 """
 
 import asyncio
@@ -42,13 +43,14 @@ from common.dynamo import dynamodb_client, to_attributes
 from common.events import DealUpdated, MessageReceived
 from common.ids import customer_id_for_telegram, deal_id_for_telegram, telegram_message_key
 from common.messages import telegram_message_item
+from sync_worker.batching import MAX_BATCH
 
 NAME = "persistence"
 WHAT = "persistence"
 TARGET = "≥ 50% of the floor; lag < 1 s (p99) at half the achieved rate"
 OWNER = 710_000_001
 CHATS = 200
-BATCH = 25  # the worker's largest group commit (`sync_worker.batching.MAX_BATCH`)
+BATCH = MAX_BATCH  # the worker's largest group commit
 CONCURRENCY = 32  # the worker's DynamoDB writes in flight
 ROUTING_KEY = "telegram.message.received"
 

@@ -148,7 +148,7 @@ _SAVE_DATED_CUSTOMER: Final = _NEW_CUSTOMER.on_conflict_do_update(
         _CUSTOMER.c.source_date <= _NEW_CUSTOMER.excluded.source_date,
     ),
 )
-_SAVE_UNDATED_CUSTOMER: Final = insert(_CUSTOMER).on_conflict_do_nothing()
+_SAVE_UNDATED_CUSTOMER: Final = _NEW_CUSTOMER.on_conflict_do_nothing()
 
 
 async def save_customers(session: AsyncSession, events: Sequence[ChatEvent]) -> None:
