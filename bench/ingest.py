@@ -151,7 +151,7 @@ async def run(config: Config) -> list[Row]:
                 )
                 await _purge(queues)
                 half_rate = max(full.rate / 2, 1.0)
-                before = by_label(await scrape(port), CONFIRMS, "le")
+                before = await scrape(port)
                 half = await open_loop(
                     url,
                     _bodies(updates, "half"),
@@ -159,8 +159,9 @@ async def run(config: Config) -> list[Row]:
                     rate=half_rate,
                     seconds=half_seconds,
                 )
-                after = by_label(await scrape(port), CONFIRMS, "le")
-                data["confirms_half"] = _confirm_shares(before, after)
+                after = await scrape(port)
+                data["confirms_half"] = _shares(CONFIRMS, before, after)
+                data["answers_half"] = _shares(ANSWERS, before, after)
             except NotMeasured as error:
                 return [not_measured(NAME, WHAT, TARGET, str(error))]
             finally:
@@ -186,11 +187,17 @@ async def run(config: Config) -> list[Row]:
 
 
 CONFIRMS = "telegram_ingest_publish_confirm_seconds_bucket"
+ANSWERS = "telegram_ingest_webhook_seconds_bucket"
 
 
-def _confirm_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Of the half-rate phase's publishes, the share RabbitMQ confirmed within each bound:
-    how much of the webhook's tail is the broker's."""
+def _shares(
+    histogram: str, before_samples: dict[str, float], after_samples: dict[str, float]
+) -> dict[str, float]:
+    """Of the half-rate phase's confirms (or answers, as the service timed them), the share
+    within each bound. The two histograms share their buckets: where the shares agree, the
+    webhook's tail is the broker's."""
+    before = by_label(before_samples, histogram, "le")
+    after = by_label(after_samples, histogram, "le")
     total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
     if not total:
         return {}
@@ -199,6 +206,18 @@ def _confirm_shares(before: dict[str, float], after: dict[str, float]) -> dict[s
         for bound in ("0.005", "0.01", "0.025", "0.05", "0.1")
         if bound in after
     }
+
+
+def _within_10_ms(data: dict[str, object]) -> str:
+    """How many of the half-rate answers the service gave within 10 ms, beside how many of
+    its confirms came within 10 ms: the part of the tail that is the broker's."""
+    answers, confirms = data.get("answers_half"), data.get("confirms_half")
+    if not isinstance(answers, dict) or not isinstance(confirms, dict):
+        return ""
+    key = "within_0.01_s"
+    if key not in answers or key not in confirms:
+        return ""
+    return f" (within 10 ms: {answers[key]:.1%} answered, {confirms[key]:.1%} confirmed)"
 
 
 async def _purge(queues: list[AbstractQueue]) -> None:
@@ -222,6 +241,7 @@ def _row(
     figure = (
         f"{rate(full.rate)} accepted (p50 {ms(full.p(50))}, p99 {ms(full.p(99))}); "
         f"at {rate(half_rate)}: p50 {ms(half.p(50))}, p99 {ms(half.p(99))}"
+        f"{_within_10_ms(data)}"
     )
     floor_text = (
         f"bare uvicorn {rate(bare.rate)} (p99 {ms(bare.p(99))}); "

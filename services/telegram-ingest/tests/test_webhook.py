@@ -412,6 +412,8 @@ async def test_metrics_count_updates_events_rejections_and_confirms(
         ("telegram_ingest_events_published_total", {"type": "telegram.connection.updated"}),
         ("telegram_ingest_requests_rejected_total", {"reason": "secret"}),
         ("telegram_ingest_publish_confirm_seconds_count", {}),
+        # Every request is timed, the refused one too.
+        ("telegram_ingest_webhook_seconds_count", {}),
     )
     before = [value(name, **labels) for name, labels in names]
 
@@ -423,7 +425,7 @@ async def test_metrics_count_updates_events_rejections_and_confirms(
     )
 
     after = [value(name, **labels) for name, labels in names]
-    assert [round(a - b) for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1]
+    assert [round(a - b) for a, b in zip(after, before, strict=True)] == [1, 1, 1, 1, 2]
     assert value("telegram_ingest_publishes_in_flight") == 0
     assert len(await events.drain()) == 1
 

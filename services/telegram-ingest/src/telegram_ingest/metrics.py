@@ -31,10 +31,18 @@ OWNER_LOOKUPS = Counter(
     "getBusinessConnection calls for connections not seen yet, by result.",
     ["result"],
 )
+# One set of bounds for both histograms, so an answer's time and its confirm's compare
+# bucket by bucket: how much of the webhook's latency is RabbitMQ's.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 CONFIRM_SECONDS = Histogram(
     "telegram_ingest_publish_confirm_seconds",
     "Time from publish to the broker's confirm (or failure).",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=LATENCY_BUCKETS,
+)
+WEBHOOK_SECONDS = Histogram(
+    "telegram_ingest_webhook_seconds",
+    "Time from a webhook request reaching the app to its answer, whatever the answer.",
+    buckets=LATENCY_BUCKETS,
 )
 PUBLISHES_IN_FLIGHT = Gauge(
     "telegram_ingest_publishes_in_flight",

@@ -10,13 +10,14 @@ mapping. Probes and metrics stay on Starlette.
 
 import hmac
 import json
+import time
 from typing import Any, Final
 
 import orjson
 from starlette.types import Receive, Scope, Send
 
 from telegram_ingest.ingest import MAX_DEPTH, Ingest, representable
-from telegram_ingest.metrics import REQUESTS_REJECTED
+from telegram_ingest.metrics import REQUESTS_REJECTED, WEBHOOK_SECONDS
 from telegram_ingest.publishing import Unavailable
 
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -69,6 +70,13 @@ class WebhookEndpoint:
         self.secret = secret.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            await self._answer_update(scope, receive, send)
+        finally:
+            WEBHOOK_SECONDS.observe(time.perf_counter() - started)
+
+    async def _answer_update(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             REQUESTS_REJECTED.labels(reason="method").inc()
             await _answer(send, 405, b"", [(b"allow", b"POST")])
