@@ -181,3 +181,19 @@ async def test_a_catalogue_queue_is_consumed_with_its_subscribers_prefetch(
     finally:
         release.set()
     await asyncio.wait_for(all_started.wait(), 10)
+
+
+@pytest.mark.parametrize(
+    ("headers", "redelivered", "expected"),
+    [
+        (None, False, False),
+        ({"x-other": 1}, False, False),
+        (None, True, True),
+        ({bus.ATTEMPT_HEADER: 1}, False, True),
+        ({bus.REQUEUED_HEADER: True}, False, True),
+    ],
+)
+def test_a_delivery_was_tried_before_when_redelivered_retried_or_requeued(
+    headers: dict[str, object] | None, redelivered: bool, expected: bool
+) -> None:
+    assert bus.tried_before(headers, redelivered=redelivered) is expected

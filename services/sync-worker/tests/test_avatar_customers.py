@@ -156,6 +156,43 @@ async def test_no_photo_is_not_refetched_within_the_ttl_but_is_after_it(
     assert [type(event) for event in published] == [CustomerUpdated]
 
 
+async def test_a_retry_asks_postgresql_where_a_first_delivery_trusts_what_was_remembered(
+    avatars: tuple[Avatars, list[Event]],
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Another worker holds the check (a claim just taken), then its Bot API call fails and it
+    # releases the claim; its delivery comes back through a retry tier, to this worker.
+    worker, _ = avatars
+    user_id = _user_id()
+    customer_id = customer_id_for_telegram(user_id)
+    bot.set_photo(user_id, bot.add_file(f"r-{user_id}", f"R{user_id}", JPEG))
+    async with sessions() as session, session.begin():
+        session.add(
+            Customer(
+                id=customer_id,
+                source="telegram",
+                external_id=user_id,
+                name="",
+                avatar_checked_at=utcnow(),
+            )
+        )
+    await refresh_telegram(worker, user_id, ["111111111"])
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Customer).where(Customer.id == customer_id).values(avatar_checked_at=None)
+        )
+
+    await refresh_telegram(worker, user_id, ["111111111"])
+    calls_before_the_retry = len(bot.calls_to("getUserProfilePhotos"))
+    await refresh_telegram(worker, user_id, ["111111111"], retry=True)
+
+    assert calls_before_the_retry == 0
+    assert len(bot.calls_to("getUserProfilePhotos")) == 1
+    customer = await _customer(sessions, customer_id)
+    assert customer.avatar_file_unique_id == f"R{user_id}"
+
+
 async def test_a_check_this_worker_finished_answers_the_next_event_without_postgresql(
     avatars: tuple[Avatars, list[Event]], bot: FakeBotApi, engine: AsyncEngine
 ) -> None:

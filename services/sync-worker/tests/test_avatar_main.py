@@ -16,6 +16,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from faststream.rabbit import RabbitBroker
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import bus
@@ -73,7 +74,58 @@ async def test_message_received_on_its_queue_stores_the_customers_avatar(
 ) -> None:
     user_id = str(uuid.uuid4().int % 10**9 + 10**9)
     bot.set_photo(user_id, bot.add_file(f"p-{user_id}", f"M{user_id}", JPEG))
-    event = MessageReceived(
+    event = _message_from(user_id)
+    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+
+    async with publisher:
+        await _publish(publisher, event)
+        customer = await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
+
+    key = f"avatars/{customer.id}/M{user_id}.jpg"
+    assert customer.avatar_key == key
+    async with s3_client(worker_settings) as s3:
+        stored = await s3.get_object(Bucket=worker_settings.s3_bucket, Key=key)
+        assert await stored["Body"].read() == JPEG
+
+
+async def test_a_delivery_back_from_a_retry_tier_asks_postgresql_not_what_the_worker_remembers(
+    client: httpx.AsyncClient,
+    worker_settings: Settings,
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
+    customer_id = customer_id_for_telegram(user_id)
+    bot.set_photo(user_id, bot.add_file(f"t-{user_id}", f"T{user_id}", JPEG))
+    event = _message_from(user_id)
+    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+
+    async with publisher:
+        await _publish(publisher, event)
+        await _wait_for_avatar(sessions, customer_id)  # the worker remembers this check as done
+        # Meanwhile PostgreSQL has the check due again, as after a claim released elsewhere.
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(Customer)
+                .where(Customer.id == customer_id)
+                .values(avatar_checked_at=None, avatar_key=None)
+            )
+        await publisher.publish(
+            bus.encode(event),
+            exchange=bus.EVENTS,
+            routing_key=event.type,
+            headers={bus.ATTEMPT_HEADER: 1},
+            persist=True,
+        )
+        customer = await _wait_for_avatar(sessions, customer_id)
+
+    assert customer.avatar_key == f"avatars/{customer_id}/T{user_id}.jpg"
+    assert len(bot.calls_to("getUserProfilePhotos")) == 2
+
+
+def _message_from(user_id: str) -> MessageReceived:
+    """A customer's message in their private chat (the chat id is their user id)."""
+    return MessageReceived(
         owner_user_id="111111111",
         update_id=1,
         business_connection_id="conn-main",
@@ -87,17 +139,6 @@ async def test_message_received_on_its_queue_stores_the_customers_avatar(
             text="hi",
         ),
     )
-    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
-
-    async with publisher:
-        await _publish(publisher, event)
-        customer = await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
-
-    key = f"avatars/{customer.id}/M{user_id}.jpg"
-    assert customer.avatar_key == key
-    async with s3_client(worker_settings) as s3:
-        stored = await s3.get_object(Bucket=worker_settings.s3_bucket, Key=key)
-        assert await stored["Body"].read() == JPEG
 
 
 async def _publish(broker: RabbitBroker, event: MessageReceived) -> None:

@@ -15,7 +15,7 @@ is kept, not dropped. Every publish is persistent and waits for the broker's con
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -46,9 +46,19 @@ RETRY_DELAYS_SECONDS: Final = (1, 10, 60)
 ATTEMPT_HEADER: Final = "x-chat-sync-attempt"
 ERROR_HEADER: Final = "x-chat-sync-error"
 QUEUE_HEADER: Final = "x-chat-sync-queue"
+# Set by `sync-worker requeue-dead` on what it moves back, which starts with no attempt count.
+REQUEUED_HEADER: Final = "x-chat-sync-requeued"
 _TIER_HEADER: Final = "retry-tier"  # headers exchanges ignore keys starting with "x-"
 
 _consumer_queues: dict[str, RabbitQueue] = {}
+
+
+def tried_before(headers: Mapping[str, Any] | None, *, redelivered: bool) -> bool:
+    """Whether a delivery failed somewhere before: redelivered by RabbitMQ, back from a retry
+    tier, or requeued from its dead queue."""
+    return redelivered or bool(
+        headers and (ATTEMPT_HEADER in headers or REQUEUED_HEADER in headers)
+    )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 import aio_pika
 
-from common.bus import ATTEMPT_HEADER, ERROR_HEADER, QUEUE_HEADER, dead_queue_name
+from common.bus import (
+    ATTEMPT_HEADER,
+    ERROR_HEADER,
+    QUEUE_HEADER,
+    REQUEUED_HEADER,
+    dead_queue_name,
+)
 
 _DROPPED_HEADERS = frozenset({ATTEMPT_HEADER, ERROR_HEADER, QUEUE_HEADER, "retry-tier", "x-death"})
 
@@ -34,6 +40,8 @@ async def requeue_dead(url: str, queues: list[str]) -> dict[str, int]:
                     for key, value in (message.headers or {}).items()
                     if key not in _DROPPED_HEADERS
                 }
+                # Still a delivery that was tried before (`common.bus.tried_before`).
+                headers[REQUEUED_HEADER] = True
                 await channel.default_exchange.publish(
                     aio_pika.Message(
                         message.body,

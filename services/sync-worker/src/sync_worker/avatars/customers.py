@@ -28,9 +28,12 @@ from sync_worker.outbound.botapi import FileTooLarge, TelegramRefused
 Download = Callable[[], Awaitable[tuple[bytes, str]]]
 
 
-async def refresh_telegram(avatars: Avatars, user_id: str, owner_user_ids: list[str]) -> None:
+async def refresh_telegram(
+    avatars: Avatars, user_id: str, owner_user_ids: list[str], *, retry: bool = False
+) -> None:
+    """`retry`: the delivery was tried before (`common.bus.tried_before`)."""
     customer_id = customer_id_for_telegram(user_id)
-    claim = await _claim(avatars, customer_id, create_for=user_id)
+    claim = await _claim(avatars, customer_id, create_for=user_id, retry=retry)
     if claim is None:
         return
     try:
@@ -64,8 +67,10 @@ async def refresh_telegram(avatars: Avatars, user_id: str, owner_user_ids: list[
         raise
 
 
-async def refresh_external(avatars: Avatars, event: CustomerImported) -> None:
-    claim = await _claim(avatars, event.customer_id)
+async def refresh_external(
+    avatars: Avatars, event: CustomerImported, *, retry: bool = False
+) -> None:
+    claim = await _claim(avatars, event.customer_id, retry=retry)
     if claim is None:
         return
     owners = [event.owner_user_id] if event.owner_user_id else []
@@ -129,10 +134,12 @@ async def _store(
 
 
 async def _claim(
-    avatars: Avatars, customer_id: uuid.UUID, *, create_for: str | None = None
+    avatars: Avatars, customer_id: uuid.UUID, *, create_for: str | None = None, retry: bool
 ) -> dict[str, Any] | None:
     """Take the check if it is due: the avatar fields as they were, or None."""
-    if avatars.settled.fresh(customer_id):
+    # A retry asks PostgreSQL: the claim another worker held when this one last looked may
+    # have been released by the very failure that is being retried.
+    if not retry and avatars.settled.fresh(customer_id):
         return None
     async with transaction(avatars.sessions) as session:
         # Most events find the check fresh: a plain read answers them without a lock.

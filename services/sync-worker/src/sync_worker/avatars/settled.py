@@ -1,10 +1,11 @@
 """Customers whose avatar check is known not to be due, remembered for a while in-process.
 
 Nearly every message comes from a customer checked minutes or hours ago; without this each
-one costs a PostgreSQL transaction only to learn that. Only settled checks are remembered: one
-this process finished, or one read from PostgreSQL that is older than any claim can last. A
-fresh `avatar_checked_at` may be another worker's claim in progress, which it releases on a
-transient failure; the retry of that delivery must then find the check due, wherever it lands.
+one costs a PostgreSQL transaction only to learn that. Every check found fresh is remembered,
+also one another worker may still hold as a claim: that worker releases it on a transient
+failure and its delivery goes through the retry tiers, and a retried delivery asks PostgreSQL,
+not this memory (`retry` in `customers`), wherever it lands. So the retry still finds the check
+due, and a worker that restarts among busy customers does not read PostgreSQL per message.
 """
 
 import uuid
@@ -13,8 +14,6 @@ from typing import Final
 
 from common.events import utcnow
 
-# Longer than a claim can last: a few Bot API calls of at most two minutes each.
-CLAIM_MAX: Final = timedelta(minutes=15)
 # How long a remembered check is trusted without asking PostgreSQL again.
 REMEMBER_FOR: Final = timedelta(minutes=10)
 _MAX_ENTRIES: Final = 100_000
@@ -39,9 +38,8 @@ class SettledChecks:
         self._remember(customer_id, utcnow())
 
     def read(self, customer_id: uuid.UUID, checked_at: datetime) -> None:
-        """PostgreSQL says the check is fresh; remember it only if no claim can be open."""
-        if checked_at < utcnow() - CLAIM_MAX:
-            self._remember(customer_id, checked_at)
+        """PostgreSQL says the check is fresh."""
+        self._remember(customer_id, checked_at)
 
     def forget(self, customer_id: uuid.UUID) -> None:
         self._until.pop(customer_id, None)

@@ -10,8 +10,9 @@ from typing import Annotated, Final
 
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitRouter
+from faststream.rabbit.annotations import RabbitMessage
 
-from common.bus import EVENTS, consumer_queue
+from common.bus import EVENTS, consumer_queue, tried_before
 from common.events import ConnectionUpdated, CustomerImported, MessageReceived
 from sync_worker.avatars.customers import refresh_external, refresh_telegram
 from sync_worker.avatars.media import copy_media
@@ -42,24 +43,36 @@ router = RabbitRouter()
     ack_policy=AckPolicy.NACK_ON_ERROR,
     decoder=json_decoder(MessageReceived),
 )
-async def on_message_received(event: MessageReceived, avatars: AvatarsDep) -> None:
+async def on_message_received(
+    event: MessageReceived, avatars: AvatarsDep, message: RabbitMessage
+) -> None:
     jobs: list[Awaitable[None]] = [copy_media(avatars, event)]
     if event.message.chat.type == "private":
         # In a private chat the chat id is the customer's user id.
-        jobs.append(refresh_telegram(avatars, event.chat_id, [event.owner_user_id]))
+        owners = [event.owner_user_id]
+        jobs.append(refresh_telegram(avatars, event.chat_id, owners, retry=_retry(message)))
     await _all(jobs)
 
 
 @router.subscriber(
     _connection_updated, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR
 )
-async def on_connection_updated(event: ConnectionUpdated, avatars: AvatarsDep) -> None:
-    await refresh_telegram(avatars, event.connection.user.id, [event.owner_user_id])
+async def on_connection_updated(
+    event: ConnectionUpdated, avatars: AvatarsDep, message: RabbitMessage
+) -> None:
+    owners = [event.owner_user_id]
+    await refresh_telegram(avatars, event.connection.user.id, owners, retry=_retry(message))
 
 
 @router.subscriber(_customer_imported, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
-async def on_customer_imported(event: CustomerImported, avatars: AvatarsDep) -> None:
-    await refresh_external(avatars, event)
+async def on_customer_imported(
+    event: CustomerImported, avatars: AvatarsDep, message: RabbitMessage
+) -> None:
+    await refresh_external(avatars, event, retry=_retry(message))
+
+
+def _retry(message: RabbitMessage) -> bool:
+    return tried_before(message.headers, redelivered=bool(message.raw_message.redelivered))
 
 
 async def _all(jobs: list[Awaitable[None]]) -> None:
