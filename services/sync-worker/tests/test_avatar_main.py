@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import fast_depends.utils
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -121,6 +123,34 @@ async def test_a_delivery_back_from_a_retry_tier_asks_postgresql_not_what_the_wo
 
     assert customer.avatar_key == f"avatars/{customer_id}/T{user_id}.jpg"
     assert len(bot.calls_to("getUserProfilePhotos")) == 2
+
+
+async def test_a_delivery_is_handled_without_a_thread_hop(
+    client: httpx.AsyncClient,
+    worker_settings: Settings,
+    bot: FakeBotApi,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # fast_depends runs a synchronous dependency in a worker thread: 0.5-1 ms of CPU a
+    # message (`sync_worker.context`).
+    hops: list[str] = []
+    run_in_threadpool = fast_depends.utils.run_in_threadpool
+
+    async def recorded(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(func, "__qualname__", repr(func)))
+        return await run_in_threadpool(func, *args, **kwargs)
+
+    monkeypatch.setattr(fast_depends.utils, "run_in_threadpool", recorded)
+    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
+    bot.set_photo(user_id, bot.add_file(f"h-{user_id}", f"H{user_id}", JPEG))
+    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+
+    async with publisher:
+        await _publish(publisher, _message_from(user_id))
+        await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
+
+    assert hops == []
 
 
 def _message_from(user_id: str) -> MessageReceived:

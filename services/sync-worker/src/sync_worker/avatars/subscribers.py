@@ -10,7 +10,7 @@ from typing import Annotated, Final
 
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitRouter
-from faststream.rabbit.annotations import RabbitMessage
+from faststream.rabbit.message import RabbitMessage
 
 from common.bus import EVENTS, consumer_queue, tried_before
 from common.events import ConnectionUpdated, CustomerImported, MessageReceived
@@ -32,6 +32,8 @@ QUEUES: Final = [
 ]
 
 AvatarsDep = Annotated[Avatars, LoopContext("avatars")]
+# Not `faststream.rabbit.annotations.RabbitMessage`: its `Context` costs a thread hop.
+MessageDep = Annotated[RabbitMessage, LoopContext("message")]
 
 router = RabbitRouter()
 
@@ -44,7 +46,7 @@ router = RabbitRouter()
     decoder=json_decoder(MessageReceived),
 )
 async def on_message_received(
-    event: MessageReceived, avatars: AvatarsDep, message: RabbitMessage
+    event: MessageReceived, avatars: AvatarsDep, message: MessageDep
 ) -> None:
     jobs: list[Awaitable[None]] = [copy_media(avatars, event)]
     if event.message.chat.type == "private":
@@ -58,7 +60,7 @@ async def on_message_received(
     _connection_updated, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR
 )
 async def on_connection_updated(
-    event: ConnectionUpdated, avatars: AvatarsDep, message: RabbitMessage
+    event: ConnectionUpdated, avatars: AvatarsDep, message: MessageDep
 ) -> None:
     owners = [event.owner_user_id]
     await refresh_telegram(avatars, event.connection.user.id, owners, retry=_retry(message))
@@ -66,7 +68,7 @@ async def on_connection_updated(
 
 @router.subscriber(_customer_imported, EVENTS, channel=_channel, ack_policy=AckPolicy.NACK_ON_ERROR)
 async def on_customer_imported(
-    event: CustomerImported, avatars: AvatarsDep, message: RabbitMessage
+    event: CustomerImported, avatars: AvatarsDep, message: MessageDep
 ) -> None:
     await refresh_external(avatars, event, retry=_retry(message))
 
