@@ -49,7 +49,6 @@ FIRST_OWNER = 760_000_001
 RATES = (100, 300, 500)
 BEYOND = (750, 1_000)  # tried in turn while every update still arrives
 DRAIN_SECONDS = 5.0
-WORKER_NICE = 10  # as deploy/Procfile runs the workers
 WORKER_QUEUE = "sync-worker.telegram.message.received"
 # The floor of the 300/s row: the same step with the two workers stopped (SIGSTOP), i.e.
 # ingest → RabbitMQ → realtime → clients alone, on the same two cores.
@@ -96,12 +95,11 @@ async def _start_all(config: Config) -> tuple[list[Service], int, int]:
         config.service(
             "telegram-ingest", port=ports["ingest"], TELEGRAM_INGEST_PORT=str(ports["ingest"])
         ),
-        config.service(
-            "sync-worker", port=ports["worker"], SYNC_WORKER_PORT=str(ports["worker"])
-        ).niced(WORKER_NICE),
+        # With less CPU weight than the rest, through deploy/Procfile's command for them.
+        config.service("sync-worker", port=ports["worker"], SYNC_WORKER_PORT=str(ports["worker"])),
         config.service(
             "avatar-worker", port=ports["avatar"], AVATAR_WORKER_PORT=str(ports["avatar"])
-        ).niced(WORKER_NICE),
+        ),
         config.service("realtime", port=ports["realtime"], REALTIME_PORT=str(ports["realtime"])),
     ]
     started: list[Service] = []

@@ -204,11 +204,6 @@ class Service:
         self.log_path = logs / f"{name}.log"
         self.process: asyncio.subprocess.Process | None = None
 
-    def niced(self, nice: int) -> "Service":
-        """The same service at a lower CPU priority, as `deploy/` runs the background workers."""
-        self.argv = ["nice", "-n", str(nice), *self.argv]
-        return self
-
     @property
     def pid(self) -> int:
         assert self.process is not None
