@@ -16,6 +16,6 @@ def test_yield_cpu_lowers_the_weight_of_its_command_and_of_its_session() -> None
     )
     niceness, autogroup = finished.stdout.splitlines()
 
-    assert int(niceness) == os.nice(0) + 10
+    assert int(niceness) == min(os.nice(0) + 19, 19)  # the lowest priority
     if autogroup != "none":  # a kernel without autogroup has no such file
         assert autogroup.endswith("nice 10")
