@@ -54,6 +54,14 @@ async def client(
         yield http
 
 
+@pytest.fixture
+async def publisher(worker_settings: Settings) -> AsyncIterator[RabbitBroker]:
+    broker = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    async with broker:
+        await broker.connect()
+        yield broker
+
+
 async def test_probes_answer_and_the_bucket_is_created(
     client: httpx.AsyncClient, worker_settings: Settings
 ) -> None:
@@ -73,15 +81,12 @@ async def test_message_received_on_its_queue_stores_the_customers_avatar(
     worker_settings: Settings,
     bot: FakeBotApi,
     sessions: async_sessionmaker[AsyncSession],
+    publisher: RabbitBroker,
 ) -> None:
-    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
-    bot.set_photo(user_id, bot.add_file(f"p-{user_id}", f"M{user_id}", JPEG))
-    event = _message_from(user_id)
-    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    user_id = _customer_with_photo(bot, "M")
 
-    async with publisher:
-        await _publish(publisher, event)
-        customer = await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
+    await bus.publish_event(publisher, _message_from(user_id))
+    customer = await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
 
     key = f"avatars/{customer.id}/M{user_id}.jpg"
     assert customer.avatar_key == key
@@ -92,34 +97,31 @@ async def test_message_received_on_its_queue_stores_the_customers_avatar(
 
 async def test_a_delivery_back_from_a_retry_tier_asks_postgresql_not_what_the_worker_remembers(
     client: httpx.AsyncClient,
-    worker_settings: Settings,
     bot: FakeBotApi,
     sessions: async_sessionmaker[AsyncSession],
+    publisher: RabbitBroker,
 ) -> None:
-    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
+    user_id = _customer_with_photo(bot, "T")
     customer_id = customer_id_for_telegram(user_id)
-    bot.set_photo(user_id, bot.add_file(f"t-{user_id}", f"T{user_id}", JPEG))
     event = _message_from(user_id)
-    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
 
-    async with publisher:
-        await _publish(publisher, event)
-        await _wait_for_avatar(sessions, customer_id)  # the worker remembers this check as done
-        # Meanwhile PostgreSQL has the check due again, as after a claim released elsewhere.
-        async with sessions() as session, session.begin():
-            await session.execute(
-                update(Customer)
-                .where(Customer.id == customer_id)
-                .values(avatar_checked_at=None, avatar_key=None)
-            )
-        await publisher.publish(
-            bus.encode(event),
-            exchange=bus.EVENTS,
-            routing_key=event.type,
-            headers={bus.ATTEMPT_HEADER: 1},
-            persist=True,
+    await bus.publish_event(publisher, event)
+    await _wait_for_avatar(sessions, customer_id)  # the worker remembers this check as done
+    # Meanwhile PostgreSQL has the check due again, as after a claim released elsewhere.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == customer_id)
+            .values(avatar_checked_at=None, avatar_key=None)
         )
-        customer = await _wait_for_avatar(sessions, customer_id)
+    await publisher.publish(
+        bus.encode(event),
+        exchange=bus.EVENTS,
+        routing_key=event.type,
+        headers={bus.ATTEMPT_HEADER: 1},
+        persist=True,
+    )
+    customer = await _wait_for_avatar(sessions, customer_id)
 
     assert customer.avatar_key == f"avatars/{customer_id}/T{user_id}.jpg"
     assert len(bot.calls_to("getUserProfilePhotos")) == 2
@@ -127,10 +129,10 @@ async def test_a_delivery_back_from_a_retry_tier_asks_postgresql_not_what_the_wo
 
 async def test_a_delivery_is_handled_without_a_thread_hop(
     client: httpx.AsyncClient,
-    worker_settings: Settings,
     bot: FakeBotApi,
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
+    publisher: RabbitBroker,
 ) -> None:
     # fast_depends runs a synchronous dependency in a worker thread: 0.5-1 ms of CPU a
     # message (`sync_worker.context`).
@@ -142,15 +144,19 @@ async def test_a_delivery_is_handled_without_a_thread_hop(
         return await run_in_threadpool(func, *args, **kwargs)
 
     monkeypatch.setattr(fast_depends.utils, "run_in_threadpool", recorded)
-    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
-    bot.set_photo(user_id, bot.add_file(f"h-{user_id}", f"H{user_id}", JPEG))
-    publisher = bus.make_broker(worker_settings.rabbitmq_url.get_secret_value(), publish_timeout=5)
+    user_id = _customer_with_photo(bot, "H")
 
-    async with publisher:
-        await _publish(publisher, _message_from(user_id))
-        await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
+    await bus.publish_event(publisher, _message_from(user_id))
+    await _wait_for_avatar(sessions, customer_id_for_telegram(user_id))
 
     assert hops == []
+
+
+def _customer_with_photo(bot: FakeBotApi, tag: str) -> str:
+    """A new Telegram user id whose profile photo has the file_unique_id `<tag><user id>`."""
+    user_id = str(uuid.uuid4().int % 10**9 + 10**9)
+    bot.set_photo(user_id, bot.add_file(f"{tag}-{user_id}", f"{tag}{user_id}", JPEG))
+    return user_id
 
 
 def _message_from(user_id: str) -> MessageReceived:
@@ -169,11 +175,6 @@ def _message_from(user_id: str) -> MessageReceived:
             text="hi",
         ),
     )
-
-
-async def _publish(broker: RabbitBroker, event: MessageReceived) -> None:
-    await broker.connect()
-    await bus.publish_event(broker, event)
 
 
 async def _wait_for_avatar(
